@@ -1,0 +1,57 @@
+"""The two ports through which protocol code reaches the outside world: a transport to peers
+and a clock. gRPC (`chord.grpc_transport`) and the in-memory network (`chord.memnet`) implement
+the transport; both run on asyncio, so one clock serves real and virtual time alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from google.protobuf.message import Message
+
+
+class PeerUnavailable(Exception):
+    """The peer did not answer in time or could not be reached. Its pointer must be dropped."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"{address}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+class RemoteError(Exception):
+    """The peer answered with an error (bad request, refused operation)."""
+
+    def __init__(self, address: str, code: str, detail: str) -> None:
+        super().__init__(f"{address}: {code}: {detail}")
+        self.address = address
+        self.code = code
+        self.detail = detail
+
+
+class InvalidRequest(Exception):
+    """Raised by a handler for a request it must reject; the transport reports it to the caller."""
+
+
+# Server side: one callable per node answers every method of the Chord service.
+Handler = Callable[[str, Message], Awaitable[Message]]
+
+
+class Transport(Protocol):
+    async def call(self, address: str, method: str, request: Message, timeout: float) -> Message:
+        """Send `request` to the Chord service at `address`.
+
+        Raises PeerUnavailable (no answer in time) or RemoteError (the peer refused it)."""
+        ...
+
+
+class Clock:
+    """Time as the protocol sees it: the running event loop's clock (virtual in the simulator)."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
