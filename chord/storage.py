@@ -30,7 +30,11 @@ BATCH_BYTES = 2 << 20  # stays well under gRPC's default 4 MiB message limit
 
 
 class StorageError(Exception):
-    """A request that cannot be served: bad key, value too large, owner unreachable."""
+    """A request that cannot be served: bad key, value too large."""
+
+
+class StorageUnavailable(StorageError):
+    """The owner of the key could not be reached (the ring may be repairing: retry)."""
 
 
 @dataclass
@@ -102,7 +106,7 @@ class Storage:
                 self.kbr.space.hash_key(key), APP, req.SerializeToString()
             )
         except LookupFailed as exc:
-            raise StorageError(f"could not reach the owner of {key!r}: {exc}") from None
+            raise StorageUnavailable(f"could not reach the owner of {key!r}: {exc}") from None
         reply = spb.StorageReply.FromString(result.payload)
         if reply.error:
             raise StorageError(reply.error)

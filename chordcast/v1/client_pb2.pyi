@@ -30,12 +30,14 @@ class NodeInfoReply(_message.Message):
     def __init__(self, node: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., predecessor: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[_chord_pb2.Node, _Mapping]]] = ..., fingers: _Optional[_Iterable[_Union[_chord_pb2.Node, _Mapping]]] = ..., keys: _Optional[int] = ..., replicas: _Optional[int] = ..., id_bits: _Optional[int] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
-    __slots__ = ("key", "iterative")
+    __slots__ = ("key", "iterative", "key_id")
     KEY_FIELD_NUMBER: _ClassVar[int]
     ITERATIVE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
     key: str
     iterative: bool
-    def __init__(self, key: _Optional[str] = ..., iterative: _Optional[bool] = ...) -> None: ...
+    key_id: bytes
+    def __init__(self, key: _Optional[str] = ..., iterative: _Optional[bool] = ..., key_id: _Optional[bytes] = ...) -> None: ...
 
 class LookupReply(_message.Message):
     __slots__ = ("key_id", "owner", "hops", "path")

@@ -1,0 +1,307 @@
+"""The `chordcast` command: run a node, inspect the ring, look up keys, store values, demo.
+
+Human tables by default, `--json` for scripts. Every error is one line on stderr and a non-zero
+exit status (1: the operation failed, 2: the command line was wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from chord.client import ClientError, NodeClient, NodeInfo
+from chord.ids import MAX_BITS, MIN_BITS, IdError
+from chord.service import NodeOptions, NodeServer, split_address
+from chord.storage import MAX_VALUE_BYTES
+
+LEAVE_DEADLINE = 5.0
+MAX_RING_WALK = 100_000
+
+
+class UsageError(Exception):
+    pass
+
+
+def _address(text: str) -> str:
+    try:
+        split_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _positive(kind: type, low: float) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}")
+        return value
+
+    return parse
+
+
+def _id_bits(text: str) -> int:
+    value = _positive(int, MIN_BITS)(text)
+    if value > MAX_BITS:
+        raise argparse.ArgumentTypeError(f"must be between {MIN_BITS} and {MAX_BITS}")
+    return value
+
+
+# ------------------------------------------------------------------------------- output
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=None, sort_keys=False))
+
+
+def short(ident: str) -> str:
+    return ident if len(ident) <= 12 else ident[:12] + "…"
+
+
+# ------------------------------------------------------------------------------- commands
+def cmd_node(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    options = NodeOptions(
+        listen=args.listen, advertise=args.advertise, join=args.join or [],
+        id_bits=args.id_bits, successors=args.successors, replicas=args.replicas,
+        stabilize_interval=args.stabilize_interval, rpc_timeout=args.rpc_timeout,
+    )
+    return asyncio.run(_run_node(options))
+
+
+async def _run_node(options: NodeOptions) -> int:
+    ns = NodeServer(options)
+    try:
+        address = await ns.start()
+    except (OSError, ValueError, IdError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # e.g. JoinFailed: every seed was unreachable
+        print(f"error: {exc}", file=sys.stderr)
+        await ns.server.stop(grace=None)
+        return 1
+    print(f"chordcast node {ns.space.format(ns.node.me.id)} listening on {address}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("chordcast").info("leaving the ring")
+    try:
+        await asyncio.wait_for(ns.leave(), LEAVE_DEADLINE)
+    except TimeoutError:
+        print("warning: graceful leave did not finish in time", file=sys.stderr)
+    return 0
+
+
+def walk_ring(via: str, limit: int = MAX_RING_WALK) -> list[NodeInfo]:
+    """Follow successor pointers from `via` until the walk comes back (or stops advancing)."""
+    infos: list[NodeInfo] = []
+    seen: set[str] = set()
+    address = via
+    while address not in seen and len(infos) < limit:
+        seen.add(address)
+        with NodeClient(address) as client:
+            info = client.info()
+        infos.append(info)
+        if not info.successors:
+            break
+        address = info.successors[0].address
+    return infos
+
+
+def cmd_ring(args: argparse.Namespace) -> int:
+    infos = walk_ring(args.via)
+    nodes = [
+        {
+            "id": i.node.id,
+            "address": i.node.address,
+            "predecessor": i.predecessor.address if i.predecessor else None,
+            "successors": [s.address for s in i.successors],
+            "keys": i.keys,
+        }
+        for i in infos
+    ]
+    if args.json:
+        print_json({"size": len(nodes), "nodes": nodes})
+        return 0
+    print(f"ring of {len(nodes)} node(s), walked from {args.via}")
+    print_table(
+        ["id", "address", "predecessor", "successor", "keys"],
+        [[short(n["id"]), n["address"], n["predecessor"] or "-",
+          (n["successors"] or ["(self)"])[0], n["keys"]] for n in nodes],
+    )
+    return 0
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    if (args.key is None) == (args.id is None):
+        raise UsageError("give either KEY or --id HEX")
+    with NodeClient(args.via) as client:
+        try:
+            r = client.lookup(key=args.key, key_id=args.id, iterative=args.iterative)
+        except IdError as exc:
+            raise UsageError(str(exc)) from None
+    if args.json:
+        print_json({"key": r.key, "key_id": r.key_id,
+                    "owner": {"id": r.owner.id, "address": r.owner.address},
+                    "hops": r.hops, "path": r.path})
+        return 0
+    print_table(["key", "key id", "owner", "owner id", "hops"],
+                [[r.key or "-", short(r.key_id), r.owner.address, short(r.owner.id), r.hops]])
+    print("path: " + " -> ".join(r.path))
+    return 0
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    if (args.value is None) == (args.file is None):
+        raise UsageError("give either VALUE or --file F")
+    if args.file is not None:
+        try:
+            with open(args.file, "rb") as f:
+                value = f.read(MAX_VALUE_BYTES + 1)
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+        if len(value) > MAX_VALUE_BYTES:
+            print(f"error: {args.file} is larger than the 1 MiB value limit", file=sys.stderr)
+            return 1
+    else:
+        value = args.value.encode("utf-8")
+    with NodeClient(args.via) as client:
+        owner, version = client.put(args.key, value)
+    if args.json:
+        print_json({"key": args.key, "owner": owner.address, "version": version})
+    else:
+        print(f"stored {args.key!r} ({len(value)} bytes) on {owner.address}, version {version}")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with NodeClient(args.via) as client:
+        v = client.get(args.key)
+    if not v.found:
+        if args.json:
+            print_json({"key": args.key, "found": False, "owner": v.owner.address})
+        print(f"error: key {args.key!r} not found (owner {v.owner.address})", file=sys.stderr)
+        return 1
+    try:
+        text, encoding = v.value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        import base64
+
+        text, encoding = base64.b64encode(v.value).decode("ascii"), "base64"
+    if args.json:
+        print_json({"key": args.key, "found": True, "value": text, "encoding": encoding,
+                    "version": v.version, "owner": v.owner.address})
+    else:
+        print(text)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    with NodeClient(args.via) as client:
+        found, owner = client.delete(args.key)
+    if args.json:
+        print_json({"key": args.key, "deleted": found, "owner": owner.address})
+    elif found:
+        print(f"deleted {args.key!r} on {owner.address}")
+    if not found:
+        print(f"error: key {args.key!r} not found", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from chord.demo import run_demo
+
+    return run_demo(nodes=args.nodes)
+
+
+# ------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="chordcast", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    node = sub.add_parser("node", help="run a node in the foreground")
+    node.add_argument("--listen", type=_address, required=True, metavar="HOST:PORT",
+                      help="address to bind (port 0 picks a free one)")
+    node.add_argument("--advertise", type=_address, metavar="HOST:PORT",
+                      help="address peers use to reach this node (its id is SHA-1 of it)")
+    node.add_argument("--join", type=_address, action="append", metavar="HOST:PORT",
+                      help="a ring member to join through (repeatable; none: start a new ring)")
+    node.add_argument("--id-bits", type=_id_bits, default=MAX_BITS, metavar="M")
+    node.add_argument("--successors", type=_positive(int, 1), default=8, metavar="R")
+    node.add_argument("--replicas", type=_positive(int, 0), default=3, metavar="K")
+    node.add_argument("--stabilize-interval", type=_positive(float, 0.01), default=0.5,
+                      metavar="SECONDS")
+    node.add_argument("--rpc-timeout", type=_positive(float, 0.01), default=1.0,
+                      metavar="SECONDS")
+    node.add_argument("--log-level", default="info",
+                      choices=["debug", "info", "warning", "error"])
+    node.set_defaults(func=cmd_node)
+
+    def client_cmd(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help)
+        c.add_argument("--via", type=_address, required=True, metavar="HOST:PORT",
+                       help="any node of the ring")
+        c.add_argument("--json", action="store_true", help="machine-readable output")
+        c.set_defaults(func=func)
+        return c
+
+    client_cmd("ring", cmd_ring, "walk the ring and list its nodes")
+    lk = client_cmd("lookup", cmd_lookup, "find the node that owns a key")
+    lk.add_argument("key", nargs="?", help="the key (hashed with SHA-1)")
+    lk.add_argument("--id", metavar="HEX", help="look up a raw identifier instead of a key")
+    lk.add_argument("--iterative", action="store_true", help="ask each hop in turn")
+    put = client_cmd("put", cmd_put, "store a value")
+    put.add_argument("key")
+    put.add_argument("value", nargs="?")
+    put.add_argument("--file", metavar="F", help="read the value from a file (up to 1 MiB)")
+    get = client_cmd("get", cmd_get, "read a value")
+    get.add_argument("key")
+    de = client_cmd("delete", cmd_delete, "delete a value")
+    de.add_argument("key")
+
+    demo = sub.add_parser("demo", help="start a local ring and show it working")
+    demo.add_argument("--nodes", type=_positive(int, 2), default=8)
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        parser.error(str(exc))
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

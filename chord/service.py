@@ -1,0 +1,198 @@
+"""A node as a gRPC service: the Chord service, the client-facing NodeApi, health and reflection.
+
+This is the services layer: it wires the protocol objects (node, KBR, storage) to a grpc.aio
+server and the gRPC transport, and maps protocol errors to gRPC status codes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from chord.grpc_transport import CHANNEL_OPTIONS, SERVICE_NAME, GrpcTransport, chord_handler
+from chord.ids import IdError, IdSpace
+from chord.kbr import Kbr
+from chord.node import ChordNode, LookupFailed, NodeConfig
+from chord.storage import Storage, StorageError, StorageUnavailable
+from chord.wire import node_to_pb, nodes_to_pb
+from chordcast.v1 import client_pb2 as cpb
+from chordcast.v1 import client_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+NODE_API = cpb.DESCRIPTOR.services_by_name["NodeApi"].full_name
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """'host:port' (IPv6 as '[::1]:port') -> (host, port); anything else is a ValueError."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"address {address!r} is not HOST:PORT")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError(f"address {address!r} has an unclosed IPv6 bracket")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"IPv6 address {address!r} must be written as [addr]:port")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"address {address!r} has no valid port (0-65535)")
+    if any(c.isspace() for c in host):
+        raise ValueError(f"address {address!r} has white space in its host")
+    return host, int(port_text)
+
+
+@dataclass
+class NodeOptions:
+    listen: str
+    advertise: str | None = None
+    join: list[str] = field(default_factory=list)
+    id_bits: int = 160
+    successors: int = 8
+    replicas: int = 3
+    stabilize_interval: float = 0.5
+    rpc_timeout: float = 1.0
+    lookup_timeout: float = 5.0
+
+
+class NodeServer:
+    """One running node: bind, join, serve, and leave gracefully."""
+
+    def __init__(self, options: NodeOptions) -> None:
+        self.options = options
+        self.space = IdSpace(options.id_bits)
+        self.transport = GrpcTransport()
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        self.health = health.aio.HealthServicer()
+        self.node: ChordNode
+        self.kbr: Kbr
+        self.storage: Storage
+
+    async def start(self) -> str:
+        """Bind, build the protocol objects, start serving, then join. Returns the address."""
+        opts = self.options
+        host, _port = split_address(opts.listen)
+        for seed in opts.join:
+            split_address(seed)
+        bound = self.server.add_insecure_port(opts.listen)
+        if bound == 0:
+            raise OSError(f"cannot listen on {opts.listen}")
+        if opts.advertise:
+            split_address(opts.advertise)
+            advertise = opts.advertise
+        elif host in ("0.0.0.0", "::", ""):
+            raise ValueError("listening on a wildcard address needs --advertise HOST:PORT")
+        else:
+            advertise = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+        config = NodeConfig(
+            successors=opts.successors,
+            stabilize_interval=opts.stabilize_interval,
+            rpc_timeout=opts.rpc_timeout,
+            lookup_timeout=opts.lookup_timeout,
+        )
+        self.node = ChordNode(self.space, advertise, self.transport, config)
+        self.kbr = Kbr(self.node)
+        self.storage = Storage(self.kbr, replicas=opts.replicas)
+        self.server.add_generic_rpc_handlers([chord_handler(self.node.handle)])
+        client_pb2_grpc.add_NodeApiServicer_to_server(NodeApiServicer(self), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, NODE_API, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME],
+            self.server,
+        )
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        await self.node.join(opts.join)
+        self.node.start()
+        self.storage.start()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        return advertise
+
+    async def _set_health(self, status: int) -> None:
+        for service in ("", SERVICE_NAME, NODE_API):
+            await self.health.set(service, status)
+
+    async def leave(self) -> None:
+        """Hand data over, tell the neighbours, stop serving."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        try:
+            await self.kbr.leave()
+        finally:
+            await self.server.stop(grace=1.0)
+            await self.transport.close()
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
+    def __init__(self, ns: NodeServer) -> None:
+        self.ns = ns
+
+    async def Info(self, request: cpb.NodeInfoRequest, context: grpc.aio.ServicerContext
+                   ) -> cpb.NodeInfoReply:
+        node, space = self.ns.node, self.ns.space
+        st = node.state
+        return cpb.NodeInfoReply(
+            node=node_to_pb(space, node.me),
+            predecessor=node_to_pb(space, st.predecessor) if st.predecessor else None,
+            successors=nodes_to_pb(space, st.successors),
+            fingers=nodes_to_pb(space, st.distinct_fingers()),
+            keys=self.ns.storage.owned_count(),
+            replicas=self.ns.storage.replica_count(),
+            id_bits=space.bits,
+        )
+
+    async def Lookup(self, request: cpb.LookupRequest, context: grpc.aio.ServicerContext
+                     ) -> cpb.LookupReply:
+        node, space = self.ns.node, self.ns.space
+        try:
+            key = space.from_bytes(request.key_id) if request.key_id else space.hash_key(
+                request.key)
+        except IdError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            result = await (node.lookup_iterative(key) if request.iterative else node.lookup(key))
+        except LookupFailed as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"lookup failed: {exc}")
+        return cpb.LookupReply(
+            key_id=space.to_bytes(key),
+            owner=node_to_pb(space, result.owner),
+            hops=result.hops,
+            path=nodes_to_pb(space, result.path),
+        )
+
+    async def Put(self, request: cpb.PutRequest, context: grpc.aio.ServicerContext
+                  ) -> cpb.PutReply:
+        try:
+            owner, version = await self.ns.storage.put(request.key, request.value)
+        except StorageError as exc:
+            await _abort_storage(context, exc)
+        return cpb.PutReply(owner=node_to_pb(self.ns.space, owner), version=version)
+
+    async def Get(self, request: cpb.GetRequest, context: grpc.aio.ServicerContext
+                  ) -> cpb.GetReply:
+        try:
+            r = await self.ns.storage.get(request.key)
+        except StorageError as exc:
+            await _abort_storage(context, exc)
+        return cpb.GetReply(found=r.found, value=r.value, version=r.version,
+                            owner=node_to_pb(self.ns.space, r.owner))
+
+    async def Delete(self, request: cpb.DeleteRequest, context: grpc.aio.ServicerContext
+                     ) -> cpb.DeleteReply:
+        try:
+            found, owner = await self.ns.storage.delete(request.key)
+        except StorageError as exc:
+            await _abort_storage(context, exc)
+        return cpb.DeleteReply(found=found, owner=node_to_pb(self.ns.space, owner))
+
+
+async def _abort_storage(context: grpc.aio.ServicerContext, exc: StorageError) -> None:
+    code = (grpc.StatusCode.UNAVAILABLE if isinstance(exc, StorageUnavailable)
+            else grpc.StatusCode.INVALID_ARGUMENT)
+    await context.abort(code, str(exc))
