@@ -1,0 +1,100 @@
+"""The KBR upcalls as an application sees them: forward at every hop, deliver at the owner,
+stop-and-answer from a hop, direct sends, update on neighbour changes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chord.kbr import Kbr
+from chord.node import Forward, NeighborChange, NodeConfig
+from chord.sim import SimRing
+from chord.state import NodeRef
+
+
+class Tracer:
+    """A toy application: records upcalls; a payload starting with b"stop@" + address stops
+    the message at that node; every hop appends its address to the payload."""
+
+    name = "tracer"
+
+    def __init__(self, kbr: Kbr) -> None:
+        self.kbr = kbr
+        self.forwards: list[tuple[int, NodeRef | None, NodeRef]] = []
+        self.delivered: list[tuple[int, bytes, NodeRef]] = []
+        self.updates: list[NeighborChange] = []
+        kbr.register(self)
+
+    async def forward(self, key: int, payload: bytes, prev_hop: NodeRef | None,
+                      next_hop: NodeRef) -> Forward:
+        self.forwards.append((key, prev_hop, next_hop))
+        me = self.kbr.me.address.encode()
+        if payload.startswith(b"stop@" + me):
+            return Forward(payload, stop=True, reply=b"stopped at " + me)
+        return Forward(payload + b"|" + me)
+
+    async def deliver(self, key: int, payload: bytes, origin: NodeRef) -> bytes:
+        self.delivered.append((key, payload, origin))
+        return b"delivered:" + payload
+
+    async def direct(self, payload: bytes, sender: NodeRef) -> bytes:
+        return b"echo:" + payload + b" from " + sender.address.encode()
+
+    def update(self, change: NeighborChange) -> None:
+        self.updates.append(change)
+
+    async def leaving(self) -> None:
+        pass
+
+
+def test_forward_deliver_stop_direct_update(run_virtual) -> None:
+    async def scenario() -> None:
+        ring = SimRing(config=NodeConfig(successors=3), seed=5)
+        tracers: dict[str, Tracer] = {}
+        for _ in range(30):
+            sim = await ring.add()
+            tracers[sim.node.me.address] = Tracer(sim.kbr)
+        assert await ring.converge()
+        await asyncio.sleep(30)
+
+        origin = ring.nodes[sorted(ring.nodes)[0]]
+        # A key far from the origin, so the route has several hops.
+        key = ring.space.add(origin.node.me.id, ring.space.size // 2 + 12345)
+        result = await origin.kbr.route(key, "tracer", b"m")
+        assert result.owner.id == ring.owner_of(key)
+        assert result.hops >= 2
+        forwarders = [n.address for n in result.path[:-1]]
+        # Every hop but the owner ran forward and appended itself, in path order.
+        assert result.payload == b"delivered:m|" + b"|".join(a.encode() for a in forwarders)
+        owner_tracer = tracers[result.owner.address]
+        assert owner_tracer.delivered[-1][0] == key
+        assert owner_tracer.delivered[-1][2] == origin.node.me
+        for i, address in enumerate(forwarders):
+            _, prev_hop, next_hop = tracers[address].forwards[-1]
+            assert prev_hop == (result.path[i - 1] if i else None)
+            assert next_hop == result.path[i + 1]
+
+        # A hop may stop the message and answer in the owner's place.
+        stopper = forwarders[1]
+        stopped = await origin.kbr.route(key, "tracer", b"stop@" + stopper.encode())
+        assert stopped.payload == b"stopped at " + stopper.encode()
+        assert stopped.owner.address == stopper
+        assert len(owner_tracer.delivered) == 1
+
+        # Direct send bypasses routing.
+        far = ring.nodes[sorted(ring.nodes)[-1]].node.me
+        reply = await origin.kbr.send(far, "tracer", b"hi")
+        assert reply == b"echo:hi from " + origin.node.me.address.encode()
+
+        # update fires when a neighbour joins, with the new successor list.
+        newcomer = await ring.add()
+        assert await ring.converge()
+        ids = ring.sorted_ids()
+        pred_id = ids[ids.index(newcomer.node.me.id) - 1]
+        pred_address = next(a for a, s in ring.nodes.items() if s.node.me.id == pred_id)
+        changes = tracers[pred_address].updates
+        assert any(c.new_successors and c.new_successors[0] == newcomer.node.me
+                   for c in changes)
+        assert origin.kbr.replica_set(2) == origin.node.state.successors[:2]
+        await ring.stop()
+
+    run_virtual(scenario())
