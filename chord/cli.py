@@ -15,9 +15,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from chord.address import split_address
 from chord.client import ClientError, NodeClient, NodeInfo
-from chord.ids import MAX_BITS, MIN_BITS, IdError
-from chord.service import NodeOptions, NodeServer, split_address
+from chord.discovery.net import (
+    DEFAULT_GROUP,
+    DEFAULT_PORT,
+    DiscoveryConfigError,
+    check_broadcast_address,
+    check_multicast_group,
+)
+from chord.discovery.service import MODES, DiscoveryConfig, query, read_key_file
+from chord.ids import MAX_BITS, MIN_BITS, IdError, IdSpace
+from chord.service import NodeOptions, NodeServer
 from chord.storage import MAX_VALUE_BYTES
 
 LEAVE_DEADLINE = 5.0
@@ -47,6 +56,13 @@ def _positive(kind: type, low: float) -> Any:
         return value
 
     return parse
+
+
+def _port(text: str) -> int:
+    value = _positive(int, 1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError("must be a port number (1-65535)")
+    return value
 
 
 def _id_bits(text: str) -> int:
@@ -85,8 +101,42 @@ def cmd_node(args: argparse.Namespace) -> int:
         listen=args.listen, advertise=args.advertise, join=args.join or [],
         id_bits=args.id_bits, successors=args.successors, replicas=args.replicas,
         stabilize_interval=args.stabilize_interval, rpc_timeout=args.rpc_timeout,
+        join_dns=args.join_dns or [], discovery=discovery_config(args),
+        require_join=args.require_join,
     )
     return asyncio.run(_run_node(options))
+
+
+def discovery_config(args: argparse.Namespace) -> DiscoveryConfig:
+    try:
+        key = read_key_file(args.cluster_key_file) if args.cluster_key_file else None
+        config = DiscoveryConfig(
+            mode=args.discover, port=args.discovery_port,
+            broadcast_address=args.broadcast_address, multicast_group=args.multicast_group,
+            ttl=args.multicast_ttl, key=key, window=args.discovery_window,
+        )
+        if args.broadcast_address:
+            check_broadcast_address(args.broadcast_address)
+        if args.discover == "multicast":
+            check_multicast_group(args.multicast_group)
+    except DiscoveryConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return config
+
+
+def add_discovery_options(p: argparse.ArgumentParser, default_mode: str) -> None:
+    p.add_argument("--discover", choices=MODES, default=default_mode,
+                   help=f"how to find a ring without seeds (default {default_mode})")
+    p.add_argument("--discovery-port", type=_port, default=DEFAULT_PORT, metavar="PORT")
+    p.add_argument("--broadcast-address", metavar="IP",
+                   help="default: the subnet broadcast of the advertised interface")
+    p.add_argument("--multicast-group", default=DEFAULT_GROUP, metavar="IP",
+                   help="administratively scoped group (239.0.0.0/8)")
+    p.add_argument("--multicast-ttl", type=_positive(int, 1), default=1, metavar="N")
+    p.add_argument("--cluster-key-file", metavar="F",
+                   help="authenticate discovery packets with HMAC-SHA256 under this key")
+    p.add_argument("--discovery-window", type=_positive(float, 0.05), default=0.5,
+                   metavar="SECONDS", help="how long each probe collects answers")
 
 
 async def _run_node(options: NodeOptions) -> int:
@@ -95,6 +145,7 @@ async def _run_node(options: NodeOptions) -> int:
         address = await ns.start()
     except (OSError, ValueError, IdError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        await ns.server.stop(grace=None)
         return 1
     except Exception as exc:  # e.g. JoinFailed: every seed was unreachable
         print(f"error: {exc}", file=sys.stderr)
@@ -231,6 +282,26 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_discover(args: argparse.Namespace) -> int:
+    config = discovery_config(args)
+    if config.mode == "none":
+        raise UsageError("discover needs --discover broadcast or multicast")
+    try:
+        peers = query(config, IdSpace(MAX_BITS), args.bind)
+    except (DiscoveryConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    rows = [{"id": IdSpace(p.id_bits).format(p.node_id), "address": p.address, "ring_size": p.ring_size, "in_ring": p.in_ring}
+            for p in peers]
+    if args.json:
+        print_json({"nodes": rows})
+    else:
+        print(f"{len(rows)} node(s) answered")
+        print_table(["id", "address", "ring size", "in ring"],
+                    [[short(r["id"]), r["address"], r["ring_size"], r["in_ring"]] for r in rows])
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from chord.demo import run_demo
 
@@ -258,7 +329,19 @@ def build_parser() -> argparse.ArgumentParser:
                       metavar="SECONDS")
     node.add_argument("--log-level", default="info",
                       choices=["debug", "info", "warning", "error"])
+    node.add_argument("--join-dns", type=_address, action="append", metavar="NAME:PORT",
+                      help="join through every A/AAAA record of NAME (repeatable)")
+    node.add_argument("--require-join", action="store_true",
+                      help="exit with an error instead of starting a new ring")
+    add_discovery_options(node, "broadcast")
     node.set_defaults(func=cmd_node)
+
+    disc = sub.add_parser("discover", help="ask the LAN which nodes are out there")
+    disc.add_argument("--bind", default="127.0.0.1", metavar="IP",
+                      help="local address to probe from (its subnet is searched)")
+    disc.add_argument("--json", action="store_true", help="machine-readable output")
+    add_discovery_options(disc, "broadcast")
+    disc.set_defaults(func=cmd_discover)
 
     def client_cmd(name: str, func: Any, help: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help)

@@ -7,8 +7,8 @@ from typing import Any
 
 import grpc
 
+from chord.address import split_address
 from chord.ids import IdSpace
-from chord.service import split_address
 from chord.storage import MAX_VALUE_BYTES
 from chordcast.v1 import chord_pb2, client_pb2_grpc
 from chordcast.v1 import client_pb2 as cpb

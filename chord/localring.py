@@ -53,7 +53,7 @@ class LocalRing:
         index = len(self.nodes)
         log = self._logdir / f"node{index}.log"
         cmd = [sys.executable, "-m", "chord.cli", "node", "--listen", f"{self.host}:0",
-               "--id-bits", str(self.space.bits), *self.extra_args]
+               "--id-bits", str(self.space.bits), "--discover", "none", *self.extra_args]
         for seed in join if join is not None else [n.address for n in self.live()[:3]]:
             cmd += ["--join", seed]
         with open(log, "wb") as err:

@@ -13,10 +13,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from chord.address import join_address, split_address
+from chord.discovery.logic import Identity
+from chord.discovery.net import interface_for, resolve_seeds
+from chord.discovery.service import DiscoveryConfig, DiscoveryListener, find_ring
 from chord.grpc_transport import CHANNEL_OPTIONS, SERVICE_NAME, GrpcTransport, chord_handler
 from chord.ids import IdError, IdSpace
 from chord.kbr import Kbr
-from chord.node import ChordNode, LookupFailed, NodeConfig
+from chord.node import ChordNode, JoinFailed, LookupFailed, NodeConfig
 from chord.storage import Storage, StorageError, StorageUnavailable
 from chord.wire import node_to_pb, nodes_to_pb
 from chordcast.v1 import client_pb2 as cpb
@@ -25,24 +29,6 @@ from chordcast.v1 import client_pb2_grpc
 log = logging.getLogger(__name__)
 
 NODE_API = cpb.DESCRIPTOR.services_by_name["NodeApi"].full_name
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """'host:port' (IPv6 as '[::1]:port') -> (host, port); anything else is a ValueError."""
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"address {address!r} is not HOST:PORT")
-    if host.startswith("["):
-        if not host.endswith("]"):
-            raise ValueError(f"address {address!r} has an unclosed IPv6 bracket")
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"IPv6 address {address!r} must be written as [addr]:port")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"address {address!r} has no valid port (0-65535)")
-    if any(c.isspace() for c in host):
-        raise ValueError(f"address {address!r} has white space in its host")
-    return host, int(port_text)
 
 
 @dataclass
@@ -56,6 +42,9 @@ class NodeOptions:
     stabilize_interval: float = 0.5
     rpc_timeout: float = 1.0
     lookup_timeout: float = 5.0
+    join_dns: list[str] = field(default_factory=list)
+    discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(mode="none"))
+    require_join: bool = False
 
 
 class NodeServer:
@@ -70,12 +59,14 @@ class NodeServer:
         self.node: ChordNode
         self.kbr: Kbr
         self.storage: Storage
+        self.listener: DiscoveryListener | None = None
+        self.in_ring = False
 
     async def start(self) -> str:
         """Bind, build the protocol objects, start serving, then join. Returns the address."""
         opts = self.options
         host, _port = split_address(opts.listen)
-        for seed in opts.join:
+        for seed in [*opts.join, *opts.join_dns]:
             split_address(seed)
         bound = self.server.add_insecure_port(opts.listen)
         if bound == 0:
@@ -86,7 +77,7 @@ class NodeServer:
         elif host in ("0.0.0.0", "::", ""):
             raise ValueError("listening on a wildcard address needs --advertise HOST:PORT")
         else:
-            advertise = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+            advertise = join_address(host, bound)
         config = NodeConfig(
             successors=opts.successors,
             stabilize_interval=opts.stabilize_interval,
@@ -106,11 +97,47 @@ class NodeServer:
         )
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
-        await self.node.join(opts.join)
+        await self._join_somewhere()
+        self.in_ring = True
         self.node.start()
         self.storage.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return advertise
+
+    def identity(self) -> Identity:
+        node = self.node
+        return Identity(node.me.address, node.me.id, node.state.estimate_size(), self.in_ring)
+
+    async def _join_somewhere(self) -> None:
+        """Static seeds and DNS names first (the first that answers wins), then discovery;
+        nothing found: start a new ring, unless --require-join."""
+        opts, disc = self.options, self.options.discovery
+        if disc.mode != "none":
+            host = split_address(self.node.me.address)[0]
+            self.listener = DiscoveryListener(disc, self.space, interface_for(host),
+                                              self.identity)
+            await self.listener.start()
+        seeds = [*opts.join, *await resolve_seeds(opts.join_dns)]
+        failure = ""
+        if seeds:
+            try:
+                await self.node.join(seeds)
+                return
+            except JoinFailed as exc:
+                failure = str(exc)
+                if self.listener is None:
+                    raise
+                log.warning("%s; trying discovery", exc)
+        elif opts.join_dns and self.listener is None:
+            raise JoinFailed(f"no address found for {', '.join(opts.join_dns)}")
+        if self.listener is not None:
+            found = await find_ring(disc, self.space, self.listener.iface, self.identity)
+            if found:
+                await self.node.join(found)
+                return
+            failure = failure or f"no ring answered {disc.mode} discovery"
+        if opts.require_join:
+            raise JoinFailed(failure or "no seed to join through")
 
     async def _set_health(self, status: int) -> None:
         for service in ("", SERVICE_NAME, NODE_API):
@@ -119,6 +146,8 @@ class NodeServer:
     async def leave(self) -> None:
         """Hand data over, tell the neighbours, stop serving."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.listener is not None:
+            self.listener.close()
         try:
             await self.kbr.leave()
         finally:

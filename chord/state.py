@@ -105,6 +105,13 @@ class RingState:
             return True, self.successors[i:]
         return False, self.preceding_candidates(key) or self.successors[:]
 
+    def estimate_size(self) -> int:
+        """Ring size from the density of our successor list (exact when the list wraps)."""
+        if len(self.successors) < self.r:
+            return len(self.successors) + 1
+        span = self.space.distance(self.me.id, self.successors[-1].id)
+        return max(self.r + 1, round(self.r * self.space.size / max(span, 1)))
+
     # -- fingers ----------------------------------------------------------------------------
     def set_finger_run(self, i: int, node: NodeRef) -> int:
         """Set finger i to node and every later finger whose start node also covers.
