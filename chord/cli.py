@@ -291,8 +291,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
     except (DiscoveryConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    rows = [{"id": IdSpace(p.id_bits).format(p.node_id), "address": p.address, "ring_size": p.ring_size, "in_ring": p.in_ring}
-            for p in peers]
+    rows = [{"id": IdSpace(p.id_bits).format(p.node_id), "address": p.address,
+             "ring_size": p.ring_size, "in_ring": p.in_ring} for p in peers]
     if args.json:
         print_json({"nodes": rows})
     else:

@@ -49,33 +49,45 @@ class LocalRing:
         self._logdir = Path(tempfile.mkdtemp(prefix="chordcast-ring-"))
 
     # -- processes -------------------------------------------------------------------------
-    def start_node(self, join: list[str] | None = None) -> NodeProcess:
+    def spawn(self, join: list[str] | None = None, listen: str | None = None,
+              prefix: list[str] | None = None, extra: list[str] | None = None) -> NodeProcess:
+        """Start a node process without waiting for it (see `wait_ready`). `prefix` wraps the
+        command (e.g. `ip netns exec NS`); `join` defaults to up to three live nodes."""
         index = len(self.nodes)
         log = self._logdir / f"node{index}.log"
-        cmd = [sys.executable, "-m", "chord.cli", "node", "--listen", f"{self.host}:0",
-               "--id-bits", str(self.space.bits), "--discover", "none", *self.extra_args]
+        cmd = [*(prefix or []), sys.executable, "-m", "chord.cli", "node",
+               "--listen", listen or f"{self.host}:0", "--id-bits", str(self.space.bits),
+               "--discover", "none", *self.extra_args, *(extra or [])]
         for seed in join if join is not None else [n.address for n in self.live()[:3]]:
             cmd += ["--join", seed]
         with open(log, "wb") as err:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        assert proc.stdout is not None
-        line = b""
-        deadline = time.monotonic() + START_TIMEOUT
-        while not line.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([proc.stdout], [], [], max(remaining, 0))
-            if not ready:
-                proc.kill()
-                raise RingError(f"node {index} did not start within {START_TIMEOUT:g}s; see {log}")
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                raise RingError(f"node {index} exited: {log.read_text()[-500:]}")
-            line += chunk
-        address = line.decode().split()[-1]
-        node = NodeProcess(address, proc, log)
+        node = NodeProcess("", proc, log)
         self.nodes.append(node)
         return node
+
+    def wait_ready(self, node: NodeProcess, timeout: float = START_TIMEOUT) -> NodeProcess:
+        """Read the node's "listening on ADDRESS" line, within a deadline."""
+        assert node.proc.stdout is not None
+        line = b""
+        deadline = time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([node.proc.stdout], [], [], max(remaining, 0))
+            if not ready:
+                node.proc.kill()
+                raise RingError(f"node did not start within {timeout:g}s; see {node.log}")
+            chunk = os.read(node.proc.stdout.fileno(), 4096)
+            if not chunk:
+                node.proc.wait()
+                raise RingError(f"node exited: {node.log.read_text()[-500:]}")
+            line += chunk
+        node.address = line.decode().split()[-1]
+        return node
+
+    def start_node(self, join: list[str] | None = None) -> NodeProcess:
+        return self.wait_ready(self.spawn(join))
 
     def start(self, count: int) -> None:
         first = self.start_node(join=[])

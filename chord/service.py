@@ -159,8 +159,14 @@ class NodeServer:
 
 
 class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
+    """Info always answers; the ring operations only once the node has joined a ring."""
+
     def __init__(self, ns: NodeServer) -> None:
         self.ns = ns
+
+    async def _require_ring(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.ns.in_ring:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "node has not joined a ring yet")
 
     async def Info(self, request: cpb.NodeInfoRequest, context: grpc.aio.ServicerContext
                    ) -> cpb.NodeInfoReply:
@@ -178,6 +184,7 @@ class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
 
     async def Lookup(self, request: cpb.LookupRequest, context: grpc.aio.ServicerContext
                      ) -> cpb.LookupReply:
+        await self._require_ring(context)
         node, space = self.ns.node, self.ns.space
         try:
             key = space.from_bytes(request.key_id) if request.key_id else space.hash_key(
@@ -197,6 +204,7 @@ class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
 
     async def Put(self, request: cpb.PutRequest, context: grpc.aio.ServicerContext
                   ) -> cpb.PutReply:
+        await self._require_ring(context)
         try:
             owner, version = await self.ns.storage.put(request.key, request.value)
         except StorageError as exc:
@@ -205,6 +213,7 @@ class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
 
     async def Get(self, request: cpb.GetRequest, context: grpc.aio.ServicerContext
                   ) -> cpb.GetReply:
+        await self._require_ring(context)
         try:
             r = await self.ns.storage.get(request.key)
         except StorageError as exc:
@@ -214,6 +223,7 @@ class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
 
     async def Delete(self, request: cpb.DeleteRequest, context: grpc.aio.ServicerContext
                      ) -> cpb.DeleteReply:
+        await self._require_ring(context)
         try:
             found, owner = await self.ns.storage.delete(request.key)
         except StorageError as exc:

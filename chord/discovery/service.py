@@ -158,6 +158,7 @@ async def find_ring(config: DiscoveryConfig, space: IdSpace, iface: net.Interfac
     """Probe until a ring member answers: its address first, closest to our id, then the rest.
     An empty list means: start a new ring (nobody answered, or we are the founding newcomer)."""
     codec = Codec(config.key)
+    founder_rounds = 0
     for attempt in range(config.attempts):
         me = identity()
         peers = await probe(config, space, iface, me, codec)
@@ -165,10 +166,14 @@ async def find_ring(config: DiscoveryConfig, space: IdSpace, iface: net.Interfac
         if order:
             log.info("discovery: %d ring member(s) answered; joining via %s", len(order), order[0])
             return order
-        if peers and should_found(me.node_id, peers):
+        # Found only after two rounds in a row agree: a newcomer whose listener started a
+        # moment after our first probe gets a chance to be heard (and may have a lower id).
+        founder_rounds = founder_rounds + 1 if peers and should_found(me.node_id, peers) else 0
+        if founder_rounds >= 2:
             log.info("discovery: only newcomers answered and we have the lowest id: new ring")
             return []
-        await asyncio.sleep(min(2.0, 0.25 * 2**attempt))  # backoff between probe rounds
+        if attempt + 1 < config.attempts:
+            await asyncio.sleep(min(2.0, 0.25 * 2**attempt))  # backoff between probe rounds
     log.info("discovery: no ring answered after %d probes: starting a new ring", config.attempts)
     return []
 
