@@ -71,6 +71,10 @@ class Kbr:
     async def send(self, node: NodeRef, app: str, payload: bytes) -> bytes:
         return await self.node.app_call(node, app, payload)
 
+    async def broadcast(self, app: str, payload: bytes) -> None:
+        """Deliver to `app`'s `direct` upcall on every ring node, this one included."""
+        await self.node.broadcast(app, payload)
+
     def owns(self, key: int) -> bool:
         return self.node.state.owns(key)
 

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import selectors
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -92,6 +93,7 @@ class MemoryNetwork:
         self.handlers: dict[str, Handler] = {}
         self._partition: dict[str, int] = {}  # address -> side; unlisted nodes reach everyone
         self.messages = 0
+        self.calls: Counter[str] = Counter()  # by method
 
     def register(self, address: str, handler: Handler) -> None:
         self.handlers[address] = handler
@@ -133,6 +135,7 @@ class MemoryTransport:
     async def _exchange(self, dst: str, method: str, request: Message) -> Message:
         net, src = self.net, self.address
         net.messages += 1
+        net.calls[method] += 1
         await asyncio.sleep(net.latency(src, dst, net.rng))
         handler = net.handlers.get(dst)
         if handler is None or net._dropped(src, dst):

@@ -133,6 +133,7 @@ class ChordNode:
             "NextHop": self._on_next_hop,
             "LeaveNotice": self._on_leave_notice,
             "AppCall": self._on_app_call,
+            "Spread": self._on_spread,
         }
 
     # ================================================================== life cycle
@@ -573,7 +574,54 @@ class ChordNode:
         sender = node_from_pb(self.space, req.sender)
         return pb.AppCallReply(payload=await self.upcalls.direct(req.app, req.payload, sender))
 
+    async def _on_spread(self, req: pb.SpreadRequest) -> pb.SpreadAck:
+        origin = node_from_pb(self.space, req.origin)
+        limit = key_from_pb(self.space, req.limit)
+        self.spawn(self._spread(req.app, req.payload, origin, limit))
+        return pb.SpreadAck()
+
     # ================================================================== KBR helpers
+    async def broadcast(self, app: str, payload: bytes) -> None:
+        """Deliver `payload` to `app` on every ring node (this one included)."""
+        await self._spread(app, payload, self.me, self.me.id)
+
+    async def _spread(self, app: str, payload: bytes, origin: NodeRef, limit: int) -> None:
+        """Deliver here, then hand each known node in (me, limit) the stretch up to the next
+        one: every node is reached once, in O(log N) steps when the fingers are right."""
+        try:
+            await self.upcalls.direct(app, payload, origin)
+        except Exception:
+            log.exception("broadcast delivery to %s failed on %s", app, self.me.address)
+        targets = sorted(
+            {n.id: n for n in [*self.state.fingers, *self.state.successors]
+             if n is not None and between(n.id, self.me.id, limit)}.values(),
+            key=lambda n: self.space.distance(self.me.id, n.id),
+        )
+        limits = [t.id for t in targets[1:]] + [limit]
+        await asyncio.gather(*(self._spread_to(app, payload, origin, t, lim)
+                               for t, lim in zip(targets, limits, strict=True)))
+
+    async def _spread_to(self, app: str, payload: bytes, origin: NodeRef, target: NodeRef,
+                         limit: int) -> None:
+        req = pb.SpreadRequest(app=app, payload=payload, origin=node_to_pb(self.space, origin),
+                               limit=self.space.to_bytes(limit))
+        try:
+            await self._call(target.address, "Spread", req)
+            return
+        except (PeerUnavailable, RemoteError):
+            self._forget(target.id)
+        # The target is gone: its stretch now starts at its successor, if that is still ours.
+        try:
+            owner = (await self.lookup(target.id)).owner
+        except LookupFailed:
+            return
+        if owner.id != self.me.id and between(owner.id, self.me.id, limit):
+            try:
+                await self._call(owner.address, "Spread", req)
+            except (PeerUnavailable, RemoteError):
+                pass
+
+
     async def app_call(self, node: NodeRef, app: str, payload: bytes) -> bytes:
         """Send an application message straight to `node` (not routed)."""
         if node.id == self.me.id:

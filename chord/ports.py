@@ -6,6 +6,7 @@ the transport; both run on asyncio, so one clock serves real and virtual time al
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -53,5 +54,16 @@ class Clock:
     def now(self) -> float:
         return asyncio.get_running_loop().time()
 
+    def wall(self) -> float:
+        """Seconds since the epoch, for timestamps people read (not for measuring intervals)."""
+        return time.time()
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class VirtualClock(Clock):
+    """In the simulator even timestamps come from virtual time, so runs are reproducible."""
+
+    def wall(self) -> float:
+        return self.now()

@@ -11,11 +11,13 @@ import bisect
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from chord.ids import IdSpace
 from chord.kbr import Kbr
 from chord.memnet import MemoryNetwork
 from chord.node import ChordNode, NodeConfig
+from chord.ports import VirtualClock
 from chord.storage import Storage
 
 
@@ -24,6 +26,7 @@ class SimNode:
     node: ChordNode
     kbr: Kbr
     storage: Storage
+    apps: dict[str, Any] = field(default_factory=dict)  # made by SimRing.app_factories
 
 
 @dataclass
@@ -35,6 +38,9 @@ class SimRing:
     replicas: int = 3
     sync_interval: float = 5.0
     nodes: dict[str, SimNode] = field(default_factory=dict)  # live nodes by address
+    # More applications per node (e.g. multicast): name -> factory(kbr, rng) returning an
+    # object with a start() method. Kept as factories so this module stays below the apps.
+    app_factories: dict[str, Callable[[Kbr, random.Random], Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -50,17 +56,21 @@ class SimRing:
         address = address or self.new_address()
         node = ChordNode(
             self.space, address, self.net.transport(address), self.config,
-            rng=random.Random(self.rng.random()),
+            clock=VirtualClock(), rng=random.Random(self.rng.random()),
         )
         kbr = Kbr(node)
         storage = Storage(kbr, replicas=self.replicas, sync_interval=self.sync_interval)
         self.net.register(address, node.handle)
         if via is None and self.nodes:
             via = self.rng.choice(sorted(self.nodes))
+        apps = {name: make(kbr, random.Random(self.rng.random()))
+                for name, make in self.app_factories.items()}
         await node.join([via] if via else [])
         node.start()
         storage.start()
-        sim = SimNode(node, kbr, storage)
+        for app in apps.values():
+            app.start()
+        sim = SimNode(node, kbr, storage, apps)
         self.nodes[address] = sim
         return sim
 

@@ -76,8 +76,11 @@ class DiscoveryListener:
                  identity: Callable[[], Identity]) -> None:
         self.config = config
         self.iface = iface
-        self.responder = Responder(Codec(config.key), space, identity,
-                                   allowed=lambda ip: _in_subnet(iface, ip))
+        # Broadcasts never leave the subnet, so neither do our answers; multicast may be
+        # routed between subnets on purpose (TTL > 1), and the group is opt-in.
+        allowed = (lambda ip: True) if config.mode == "multicast" else (
+            lambda ip: _in_subnet(iface, ip))
+        self.responder = Responder(Codec(config.key), space, identity, allowed=allowed)
         self._transports: list[asyncio.DatagramTransport] = []
 
     async def start(self) -> None:

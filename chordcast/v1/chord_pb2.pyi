@@ -133,3 +133,19 @@ class AppCallReply(_message.Message):
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     payload: bytes
     def __init__(self, payload: _Optional[bytes] = ...) -> None: ...
+
+class SpreadRequest(_message.Message):
+    __slots__ = ("app", "payload", "origin", "limit")
+    APP_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    app: str
+    payload: bytes
+    origin: Node
+    limit: bytes
+    def __init__(self, app: _Optional[str] = ..., payload: _Optional[bytes] = ..., origin: _Optional[_Union[Node, _Mapping]] = ..., limit: _Optional[bytes] = ...) -> None: ...
+
+class SpreadAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -74,6 +74,11 @@ class ChordStub:
                 request_serializer=chordcast_dot_v1_dot_chord__pb2.AppCallRequest.SerializeToString,
                 response_deserializer=chordcast_dot_v1_dot_chord__pb2.AppCallReply.FromString,
                 _registered_method=True)
+        self.Spread = channel.unary_unary(
+                '/chordcast.v1.Chord/Spread',
+                request_serializer=chordcast_dot_v1_dot_chord__pb2.SpreadRequest.SerializeToString,
+                response_deserializer=chordcast_dot_v1_dot_chord__pb2.SpreadAck.FromString,
+                _registered_method=True)
 
 
 class ChordServicer:
@@ -127,6 +132,12 @@ class ChordServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Spread(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChordServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +180,11 @@ def add_ChordServicer_to_server(servicer, server):
                     servicer.AppCall,
                     request_deserializer=chordcast_dot_v1_dot_chord__pb2.AppCallRequest.FromString,
                     response_serializer=chordcast_dot_v1_dot_chord__pb2.AppCallReply.SerializeToString,
+            ),
+            'Spread': grpc.unary_unary_rpc_method_handler(
+                    servicer.Spread,
+                    request_deserializer=chordcast_dot_v1_dot_chord__pb2.SpreadRequest.FromString,
+                    response_serializer=chordcast_dot_v1_dot_chord__pb2.SpreadAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -387,6 +403,33 @@ class Chord:
             '/chordcast.v1.Chord/AppCall',
             chordcast_dot_v1_dot_chord__pb2.AppCallRequest.SerializeToString,
             chordcast_dot_v1_dot_chord__pb2.AppCallReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Spread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chordcast.v1.Chord/Spread',
+            chordcast_dot_v1_dot_chord__pb2.SpreadRequest.SerializeToString,
+            chordcast_dot_v1_dot_chord__pb2.SpreadAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,201 @@
+"""Per-group state of one node in a Scribe tree, and of a group's root (pure, no I/O).
+
+A node is a forwarder (it has children), a member (it has local members), or both; the root
+also holds the group's record, its sequence counter and a bounded archive. Members deliver
+each message exactly once and in the root's order: the node accepts messages in sequence
+(buffering ahead of a gap), and each member keeps its own cursor.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from chord.state import NodeRef
+from chordcast.v1 import mcast_pb2 as mpb
+
+MESSAGE = "message"
+GAP = "gap"
+ENDED = "ended"
+ANYCAST = "anycast"
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a member sees: a message, a gap that cannot be repaired, the end of the group, or
+    an anycast delivered to it."""
+
+    kind: str
+    group: str
+    seq: int = 0
+    payload: bytes = b""
+    sender: str = ""
+    ts_ms: int = 0
+    last_seq: int = 0  # for a gap: the missing range is seq..last_seq
+
+
+def message_event(group: str, m: mpb.GroupMessage) -> Event:
+    return Event(MESSAGE, group, m.seq, m.payload, m.sender, m.ts_ms)
+
+
+@dataclass
+class Member:
+    """A local subscriber: an application on this node or an external client attached to it."""
+
+    id: int
+    name: str
+    on_event: Callable[[Event], None]
+    cursor: int | None = None  # last sequence number delivered; None: the next message starts
+    pending: dict[int, mpb.GroupMessage] = field(default_factory=dict)
+
+    def offer(self, group: str, m: mpb.GroupMessage) -> None:
+        if self.cursor is None:
+            self.cursor = m.seq - 1
+        if m.seq <= self.cursor:
+            return  # already delivered: exactly once
+        self.pending[m.seq] = m
+        while self.cursor + 1 in self.pending:
+            nxt = self.pending.pop(self.cursor + 1)
+            self.cursor += 1
+            self.on_event(message_event(group, nxt))
+
+    def gap(self, group: str, upto: int) -> None:
+        """Messages up to `upto` are lost for good: say so once, then go on after them."""
+        if self.cursor is not None and upto > self.cursor:
+            self.on_event(Event(GAP, group, self.cursor + 1, last_seq=upto))
+            self.cursor = upto
+        for seq in [s for s in self.pending if s <= upto]:
+            del self.pending[seq]
+
+
+@dataclass
+class Child:
+    node: NodeRef
+    expires: float
+    members: int = 0   # members in its subtree, as it last reported
+    height: int = 1    # height of its subtree
+
+
+@dataclass
+class GroupState:
+    name: str
+    group_id: int
+    recent_limit: int = 1024
+    parent: NodeRef | None = None
+    is_root: bool = False
+    children: dict[str, Child] = field(default_factory=dict)
+    members: dict[int, Member] = field(default_factory=dict)
+    last: int | None = None   # highest sequence number accepted in order
+    ahead: dict[int, mpb.GroupMessage] = field(default_factory=dict)  # beyond a gap
+    last_heard: float = 0.0   # when the parent last proved alive
+    rejoining: bool = False
+
+    def __post_init__(self) -> None:
+        self.recent: deque[mpb.GroupMessage] = deque(maxlen=self.recent_limit)
+
+    @property
+    def in_tree(self) -> bool:
+        return self.is_root or self.parent is not None
+
+    def accept(self, messages: list[mpb.GroupMessage]) -> list[mpb.GroupMessage]:
+        """Take messages from the parent (any order, duplicates allowed); return the ones that
+        are now deliverable, in order."""
+        out: list[mpb.GroupMessage] = []
+        for m in messages:
+            if self.last is None:
+                self.last = m.seq - 1  # a fresh tree node starts where its parent's stream is
+            if m.seq > self.last:
+                self.ahead[m.seq] = m
+        while self.last is not None and self.last + 1 in self.ahead:
+            m = self.ahead.pop(self.last + 1)
+            self.last += 1
+            self.recent.append(m)
+            out.append(m)
+        return out
+
+    def missing(self) -> tuple[int, int] | None:
+        """The first hole in the stream: (from, to) inclusive, or None."""
+        if self.last is None or not self.ahead:
+            return None
+        return self.last + 1, min(self.ahead) - 1
+
+    def skip_to(self, seq: int) -> list[mpb.GroupMessage]:
+        """Messages up to `seq` cannot be had any more: move past them."""
+        if self.last is None or seq > self.last:
+            self.last = seq
+        for s in [s for s in self.ahead if s <= seq]:
+            del self.ahead[s]
+        return self.accept([])
+
+    def from_recent(self, first: int, last: int) -> list[mpb.GroupMessage]:
+        return [m for m in self.recent if first <= m.seq <= last]
+
+    def subtree_members(self) -> int:
+        return len(self.members) + sum(c.members for c in self.children.values())
+
+    def height(self) -> int:
+        return 1 + max((c.height for c in self.children.values()), default=0)
+
+    @property
+    def idle(self) -> bool:
+        """Neither forwarder nor member: it should leave the tree."""
+        return not self.is_root and not self.members and not self.children
+
+
+@dataclass
+class RootState:
+    """A group's record, counter and archive: at the root, and as copies on its replicas."""
+
+    record: mpb.GroupRecord
+    counter: int = 0
+
+    def __post_init__(self) -> None:
+        self.archive: deque[mpb.GroupMessage] = deque(maxlen=max(1, self.record.archive))
+        self.ids: dict[str, int] = {}
+
+    def stamp(self, payload: bytes, sender: str, message_id: str, ts_ms: int
+              ) -> tuple[mpb.GroupMessage, bool]:
+        """The next message in the group's total order; a retried message keeps its number."""
+        if message_id and message_id in self.ids:
+            seq = self.ids[message_id]
+            for m in self.archive:
+                if m.seq == seq:
+                    return m, False
+        self.counter += 1
+        m = mpb.GroupMessage(seq=self.counter, payload=payload, sender=sender, ts_ms=ts_ms,
+                             message_id=message_id)
+        self.add(m)
+        return m, True
+
+    def add(self, m: mpb.GroupMessage) -> None:
+        """Archive a stamped message (at the root, or copied to a replica)."""
+        if self.archive and m.seq <= self.archive[-1].seq:
+            return
+        if len(self.archive) == self.archive.maxlen:
+            old = self.archive[0]
+            self.ids.pop(old.message_id, None)
+        self.archive.append(m)
+        if m.message_id:
+            self.ids[m.message_id] = m.seq
+        self.counter = max(self.counter, m.seq)
+
+    def first_available(self) -> int:
+        return self.archive[0].seq if self.archive else self.counter + 1
+
+    def range(self, first: int, last: int) -> list[mpb.GroupMessage]:
+        return [m for m in self.archive if first <= m.seq <= last]
+
+    def to_replica(self) -> mpb.ReplicaOp:
+        return mpb.ReplicaOp(name=self.record.name, record=self.record, counter=self.counter,
+                             messages=list(self.archive))
+
+    @classmethod
+    def from_replica(cls, op: mpb.ReplicaOp) -> RootState:
+        record = mpb.GroupRecord()
+        record.CopyFrom(op.record)
+        state = cls(record, op.counter)
+        for m in op.messages:
+            state.add(m)
+        state.counter = max(state.counter, op.counter)
+        return state
