@@ -28,6 +28,9 @@ from chord.discovery.service import MODES, DiscoveryConfig, query, read_key_file
 from chord.ids import MAX_BITS, MIN_BITS, IdError, IdSpace
 from chord.service import NodeOptions, NodeServer
 from chord.storage import MAX_VALUE_BYTES
+from mcast import cli as mcast_cli
+from mcast.client import McastClientError
+from mcast.scribe import ScribeConfig
 
 LEAVE_DEADLINE = 5.0
 MAX_RING_WALK = 100_000
@@ -83,7 +86,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=None, sort_keys=False))
+    print(json.dumps(obj, indent=None, sort_keys=False), flush=True)
 
 
 def short(ident: str) -> str:
@@ -103,6 +106,8 @@ def cmd_node(args: argparse.Namespace) -> int:
         stabilize_interval=args.stabilize_interval, rpc_timeout=args.rpc_timeout,
         join_dns=args.join_dns or [], discovery=discovery_config(args),
         require_join=args.require_join,
+        scribe=ScribeConfig(archive=args.archive, max_children=args.max_children,
+                            parent_timeout=args.parent_timeout),
     )
     return asyncio.run(_run_node(options))
 
@@ -309,6 +314,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------- parser
+class _Output:
+    json = staticmethod(print_json)
+    table = staticmethod(print_table)
+
+
+OUTPUT = _Output()
+
+
+def add_client_command(sub: Any, name: str, func: Any, help: str) -> argparse.ArgumentParser:
+    c = sub.add_parser(name, help=help)
+    c.add_argument("--via", type=_address, required=True, metavar="HOST:PORT",
+                   help="any node of the ring")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(func=func)
+    return c
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chordcast", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -334,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--require-join", action="store_true",
                       help="exit with an error instead of starting a new ring")
     add_discovery_options(node, "broadcast")
+    node.add_argument("--archive", type=_positive(int, 1), default=1024, metavar="N",
+                      help="messages a group's root keeps for repair")
+    node.add_argument("--max-children", type=_positive(int, 1), default=16, metavar="N",
+                      help="children per node per group before handing new ones down")
+    node.add_argument("--parent-timeout", type=_positive(float, 0.05), default=3.0,
+                      metavar="SECONDS", help="silence from a tree parent before re-joining")
     node.set_defaults(func=cmd_node)
 
     disc = sub.add_parser("discover", help="ask the LAN which nodes are out there")
@@ -344,12 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     disc.set_defaults(func=cmd_discover)
 
     def client_cmd(name: str, func: Any, help: str) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, help=help)
-        c.add_argument("--via", type=_address, required=True, metavar="HOST:PORT",
-                       help="any node of the ring")
-        c.add_argument("--json", action="store_true", help="machine-readable output")
-        c.set_defaults(func=func)
-        return c
+        return add_client_command(sub, name, func, help)
 
     client_cmd("ring", cmd_ring, "walk the ring and list its nodes")
     lk = client_cmd("lookup", cmd_lookup, "find the node that owns a key")
@@ -365,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     de = client_cmd("delete", cmd_delete, "delete a value")
     de.add_argument("key")
 
+    mcast_cli.add_commands(sub, lambda s, name, func, help: add_client_command(
+        s, name, lambda args: func(args, OUTPUT), help))
+
     demo = sub.add_parser("demo", help="start a local ring and show it working")
     demo.add_argument("--nodes", type=_positive(int, 2), default=8)
     demo.set_defaults(func=cmd_demo)
@@ -376,9 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except UsageError as exc:
+    except (UsageError, mcast_cli.McastUsage) as exc:
         parser.error(str(exc))
-    except ClientError as exc:
+    except (ClientError, McastClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -24,11 +24,16 @@ from chord.node import ChordNode, JoinFailed, LookupFailed, NodeConfig
 from chord.storage import Storage, StorageError, StorageUnavailable
 from chord.wire import node_to_pb, nodes_to_pb
 from chordcast.v1 import client_pb2 as cpb
-from chordcast.v1 import client_pb2_grpc
+from chordcast.v1 import client_pb2_grpc, mcast_pb2_grpc
+from chordcast.v1 import mcast_pb2 as mpb
+from mcast.scribe import Scribe, ScribeConfig
+from mcast.service import MulticastServicer
 
 log = logging.getLogger(__name__)
 
 NODE_API = cpb.DESCRIPTOR.services_by_name["NodeApi"].full_name
+MULTICAST = mpb.DESCRIPTOR.services_by_name["Multicast"].full_name
+HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 @dataclass
@@ -45,6 +50,7 @@ class NodeOptions:
     join_dns: list[str] = field(default_factory=list)
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(mode="none"))
     require_join: bool = False
+    scribe: ScribeConfig = field(default_factory=ScribeConfig)
 
 
 class NodeServer:
@@ -87,12 +93,14 @@ class NodeServer:
         self.node = ChordNode(self.space, advertise, self.transport, config)
         self.kbr = Kbr(self.node)
         self.storage = Storage(self.kbr, replicas=opts.replicas)
+        self.scribe = Scribe(self.kbr, opts.scribe)
         self.server.add_generic_rpc_handlers([chord_handler(self.node.handle)])
         client_pb2_grpc.add_NodeApiServicer_to_server(NodeApiServicer(self), self.server)
+        mcast_pb2_grpc.add_MulticastServicer_to_server(
+            MulticastServicer(self.scribe, lambda: self.in_ring), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            [SERVICE_NAME, NODE_API, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
+            [SERVICE_NAME, NODE_API, MULTICAST, HEALTH, reflection.SERVICE_NAME],
             self.server,
         )
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -101,6 +109,7 @@ class NodeServer:
         self.in_ring = True
         self.node.start()
         self.storage.start()
+        self.scribe.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return advertise
 
@@ -140,7 +149,7 @@ class NodeServer:
             raise JoinFailed(failure or "no seed to join through")
 
     async def _set_health(self, status: int) -> None:
-        for service in ("", SERVICE_NAME, NODE_API):
+        for service in ("", SERVICE_NAME, NODE_API, MULTICAST):
             await self.health.set(service, status)
 
     async def leave(self) -> None:

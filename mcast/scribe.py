@@ -315,8 +315,9 @@ class Scribe:
         return reply.seq
 
     def _add_child(self, g: GroupState, child: NodeRef) -> None:
-        """Adopt a child; at the bound, hand it to a child nearer the group id (Scribe's
-        bottleneck remover) - it stays ours until it has moved."""
+        """Adopt a child. Over the bound, Scribe's bottleneck remover: the child farthest
+        from the group id is handed to the nearest one (parents stay nearer the group id
+        than their children, so no cycle can form); it stays ours until it has moved."""
         expires = self.kbr.clock.now() + 3 * self.config.parent_timeout
         existing = g.children.get(child.address)
         if existing is not None:
@@ -324,13 +325,12 @@ class Scribe:
             return
         g.children[child.address] = Child(child, expires)
         if len(g.children) > self.config.max_children:
-            nearer = [c for c in g.children.values() if c.node.id != child.id and
-                      self._closeness(c.node.id, g.group_id) <
-                      self._closeness(child.id, g.group_id)]
-            if nearer:
-                target = min(nearer, key=lambda c: (c.members, c.node.address))
-                self.kbr.spawn(self._send_quietly(child, mpb.McastDirect(
-                    reparent=mpb.ReparentOp(name=g.name, parent=self._pb(target.node)))))
+            by_distance = sorted(g.children.values(),
+                                 key=lambda c: self._closeness(c.node.id, g.group_id))
+            nearest, farthest = by_distance[0], by_distance[-1]
+            if nearest is not farthest:
+                self.kbr.spawn(self._send_quietly(farthest.node, mpb.McastDirect(
+                    reparent=mpb.ReparentOp(name=g.name, parent=self._pb(nearest.node)))))
 
     async def _send_quietly(self, node: NodeRef, op: mpb.McastDirect) -> None:
         try:

@@ -294,6 +294,20 @@ class GroupEvent(_message.Message):
     last_seq: int
     def __init__(self, kind: _Optional[_Union[GroupEvent.Kind, str]] = ..., group: _Optional[str] = ..., seq: _Optional[int] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., ts_ms: _Optional[int] = ..., last_seq: _Optional[int] = ...) -> None: ...
 
+class LeaveGroupRequest(_message.Message):
+    __slots__ = ("name", "member")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    member: str
+    def __init__(self, name: _Optional[str] = ..., member: _Optional[str] = ...) -> None: ...
+
+class LeaveGroupReply(_message.Message):
+    __slots__ = ("left",)
+    LEFT_FIELD_NUMBER: _ClassVar[int]
+    left: int
+    def __init__(self, left: _Optional[int] = ...) -> None: ...
+
 class SendRequest(_message.Message):
     __slots__ = ("name", "payload", "sender")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -401,6 +415,32 @@ class UnicastReply(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     owner: _chord_pb2.Node
     def __init__(self, owner: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ...) -> None: ...
+
+class RolesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GroupRole(_message.Message):
+    __slots__ = ("name", "root", "children", "members", "parent", "last_seq")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    root: bool
+    children: int
+    members: int
+    parent: str
+    last_seq: int
+    def __init__(self, name: _Optional[str] = ..., root: _Optional[bool] = ..., children: _Optional[int] = ..., members: _Optional[int] = ..., parent: _Optional[str] = ..., last_seq: _Optional[int] = ...) -> None: ...
+
+class RolesReply(_message.Message):
+    __slots__ = ("groups",)
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[GroupRole]
+    def __init__(self, groups: _Optional[_Iterable[_Union[GroupRole, _Mapping]]] = ...) -> None: ...
 
 class InboxRequest(_message.Message):
     __slots__ = ()

@@ -44,6 +44,11 @@ class MulticastStub:
                 request_serializer=chordcast_dot_v1_dot_mcast__pb2.JoinGroupRequest.SerializeToString,
                 response_deserializer=chordcast_dot_v1_dot_mcast__pb2.GroupEvent.FromString,
                 _registered_method=True)
+        self.Leave = channel.unary_unary(
+                '/chordcast.v1.Multicast/Leave',
+                request_serializer=chordcast_dot_v1_dot_mcast__pb2.LeaveGroupRequest.SerializeToString,
+                response_deserializer=chordcast_dot_v1_dot_mcast__pb2.LeaveGroupReply.FromString,
+                _registered_method=True)
         self.Send = channel.unary_unary(
                 '/chordcast.v1.Multicast/Send',
                 request_serializer=chordcast_dot_v1_dot_mcast__pb2.SendRequest.SerializeToString,
@@ -84,6 +89,11 @@ class MulticastStub:
                 request_serializer=chordcast_dot_v1_dot_mcast__pb2.InboxRequest.SerializeToString,
                 response_deserializer=chordcast_dot_v1_dot_mcast__pb2.InboxMessage.FromString,
                 _registered_method=True)
+        self.Roles = channel.unary_unary(
+                '/chordcast.v1.Multicast/Roles',
+                request_serializer=chordcast_dot_v1_dot_mcast__pb2.RolesRequest.SerializeToString,
+                response_deserializer=chordcast_dot_v1_dot_mcast__pb2.RolesReply.FromString,
+                _registered_method=True)
 
 
 class MulticastServicer:
@@ -96,6 +106,12 @@ class MulticastServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Join(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Leave(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -149,6 +165,13 @@ class MulticastServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Roles(self, request, context):
+        """this node's part in each group's tree
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MulticastServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +184,11 @@ def add_MulticastServicer_to_server(servicer, server):
                     servicer.Join,
                     request_deserializer=chordcast_dot_v1_dot_mcast__pb2.JoinGroupRequest.FromString,
                     response_serializer=chordcast_dot_v1_dot_mcast__pb2.GroupEvent.SerializeToString,
+            ),
+            'Leave': grpc.unary_unary_rpc_method_handler(
+                    servicer.Leave,
+                    request_deserializer=chordcast_dot_v1_dot_mcast__pb2.LeaveGroupRequest.FromString,
+                    response_serializer=chordcast_dot_v1_dot_mcast__pb2.LeaveGroupReply.SerializeToString,
             ),
             'Send': grpc.unary_unary_rpc_method_handler(
                     servicer.Send,
@@ -201,6 +229,11 @@ def add_MulticastServicer_to_server(servicer, server):
                     servicer.Inbox,
                     request_deserializer=chordcast_dot_v1_dot_mcast__pb2.InboxRequest.FromString,
                     response_serializer=chordcast_dot_v1_dot_mcast__pb2.InboxMessage.SerializeToString,
+            ),
+            'Roles': grpc.unary_unary_rpc_method_handler(
+                    servicer.Roles,
+                    request_deserializer=chordcast_dot_v1_dot_mcast__pb2.RolesRequest.FromString,
+                    response_serializer=chordcast_dot_v1_dot_mcast__pb2.RolesReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -257,6 +290,33 @@ class Multicast:
             '/chordcast.v1.Multicast/Join',
             chordcast_dot_v1_dot_mcast__pb2.JoinGroupRequest.SerializeToString,
             chordcast_dot_v1_dot_mcast__pb2.GroupEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Leave(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chordcast.v1.Multicast/Leave',
+            chordcast_dot_v1_dot_mcast__pb2.LeaveGroupRequest.SerializeToString,
+            chordcast_dot_v1_dot_mcast__pb2.LeaveGroupReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -473,6 +533,33 @@ class Multicast:
             '/chordcast.v1.Multicast/Inbox',
             chordcast_dot_v1_dot_mcast__pb2.InboxRequest.SerializeToString,
             chordcast_dot_v1_dot_mcast__pb2.InboxMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Roles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chordcast.v1.Multicast/Roles',
+            chordcast_dot_v1_dot_mcast__pb2.RolesRequest.SerializeToString,
+            chordcast_dot_v1_dot_mcast__pb2.RolesReply.FromString,
             options,
             channel_credentials,
             insecure,
