@@ -9,6 +9,7 @@ import time
 from chord.cli import print_table, short, walk_ring
 from chord.client import ClientError, NodeClient
 from chord.localring import LocalRing, RingError
+from mcast.client import BlockingClient, McastClientError
 
 KEYS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
 
@@ -25,6 +26,40 @@ def show_ring(via: str) -> None:
         [[short(i.node.id), i.node.address, i.predecessor.address if i.predecessor else "-",
           i.successors[0].address if i.successors else "-", i.keys, i.replicas] for i in infos],
     )
+
+
+def show_multicast(ring: LocalRing) -> int:
+    addresses = [n.address for n in ring.live()]
+    banner("multicast: a group with three members attached to different nodes")
+    with BlockingClient(addresses) as admin:
+        created = admin.create("demo-room", creator="demo")
+        print(f"created 'demo-room' (root {created.root}); token {created.token[:8]}…")
+        members = [BlockingClient(addresses[i:] + addresses[:i]) for i in (1, 3, 5)]
+        subs = [c.join("demo-room", member=f"member{i}") for i, c in enumerate(members)]
+        for i, s in enumerate(subs):
+            print(f"member{i} joined via {s.sub.access_node}")
+        for text in ["hello, group", "ordered by the root", "exactly once"]:
+            seq = admin.send("demo-room", text, sender="demo")
+            print(f"sent {text!r} -> seq {seq}")
+        ok = True
+        for i, s in enumerate(subs):
+            got = [s.next(timeout=10) for _ in range(3)]
+            line = ", ".join(f"{m.seq}:{m.text!r}" for m in got if m is not None)
+            print(f"member{i} received {line}")
+            ok = ok and [m.seq if m else None for m in got] == [1, 2, 3]
+        info = admin.info("demo-room")
+        print(f"group info: root {info.root}, {info.members} member(s), depth {info.depth}, "
+              f"last seq {info.last_seq}")
+        admin.destroy("demo-room", created.token)
+        ended = [s.next(timeout=10) for s in subs]
+        print(f"destroyed: {sum(1 for e in ended if e and e.kind == 'ended')} member(s) told "
+              "the group ended")
+        for c in members:
+            c.close()
+    if not ok:
+        print("error: a member missed a message", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_demo(nodes: int = 8) -> int:
@@ -78,8 +113,11 @@ def run_demo(nodes: int = 8) -> int:
                     print("error: a value was lost", file=sys.stderr)
                     return 1
 
+        if show_multicast(ring) != 0:
+            return 1
+
         banner("stopping every node gracefully (SIGTERM)")
-    except (RingError, ClientError) as exc:
+    except (RingError, ClientError, McastClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

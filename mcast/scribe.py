@@ -323,7 +323,8 @@ class Scribe:
         if existing is not None:
             existing.expires = expires
             return
-        g.children[child.address] = Child(child, expires)
+        # A new branch holds at least one member; its refreshes report the real count.
+        g.children[child.address] = Child(child, expires, members=1)
         if len(g.children) > self.config.max_children:
             by_distance = sorted(g.children.values(),
                                  key=lambda c: self._closeness(c.node.id, g.group_id))
