@@ -92,6 +92,7 @@ class MemoryNetwork:
         self.copy_messages = copy_messages  # serialize each message, as a wire would
         self.handlers: dict[str, Handler] = {}
         self._partition: dict[str, int] = {}  # address -> side; unlisted nodes reach everyone
+        self._cuts: set[frozenset[str]] = set()  # single links that carry nothing
         self.messages = 0
         self.calls: Counter[str] = Counter()  # by method
 
@@ -106,11 +107,18 @@ class MemoryNetwork:
 
     def heal(self) -> None:
         self._partition = {}
+        self._cuts = set()
+
+    def cut(self, a: str, b: str) -> None:
+        """Break the link between two nodes (both directions); each still reaches the rest."""
+        self._cuts.add(frozenset((a, b)))
 
     def transport(self, address: str) -> MemoryTransport:
         return MemoryTransport(self, address)
 
     def _linked(self, src: str, dst: str) -> bool:
+        if self._cuts and frozenset((src, dst)) in self._cuts:
+            return False
         a, b = self._partition.get(src), self._partition.get(dst)
         return a is None or b is None or a == b
 

@@ -228,3 +228,102 @@ def test_ring_broadcast_and_unicast(run_virtual) -> None:
         await ring.stop()
 
     run_virtual(scenario())
+
+
+def covered(events: list[Event]) -> list[int]:
+    """The sequence numbers a member's events account for, in order: delivered or lost."""
+    out: list[int] = []
+    for e in events:
+        if e.kind == MESSAGE:
+            out.append(e.seq)
+        elif e.kind == "gap":
+            out.extend(range(e.seq, e.last_seq + 1))
+    return out
+
+
+def test_member_behind_the_archive_gets_a_gap_event(run_virtual) -> None:
+    async def scenario() -> None:
+        ring = await build(20, seed=9, config=ScribeConfig(archive=5, recent=5,
+                                                           parent_timeout=3.0))
+        nodes = [ring.nodes[a] for a in sorted(ring.nodes)]
+        sender = scribe(nodes[0])
+        await sender.create("small")
+        root = root_of(ring, "small")
+        events: dict[str, list[Event]] = defaultdict(list)
+        for host in nodes[1:]:
+            if host is not root:
+                await scribe(host).join("small", events[host.node.me.address].append)
+        await sender.send("small", b"first")
+        await asyncio.sleep(1)
+
+        def parent(address: str) -> str:
+            p = scribe(ring.nodes[address]).groups["small"].parent
+            return p.address if p else ""
+
+        def neighbours(a: str, b: str) -> bool:
+            return any(x.address == b for x in ring.nodes[a].node.state.successors) or any(
+                x.address == a for x in ring.nodes[b].node.state.successors)
+
+        lagging = next(a for a in sorted(events) if parent(a) and not neighbours(a, parent(a)))
+        # One member's link to its parent breaks while 20 messages go by (the archive keeps 5).
+        ring.net.cut(parent(lagging), lagging)
+        for k in range(20):
+            await sender.send("small", f"m{k}".encode())
+        await asyncio.sleep(40)
+        ring.net.heal()
+        await asyncio.sleep(10)
+        for address, evs in events.items():
+            assert covered(evs) == list(range(1, 22)), (address, evs)
+        assert any(e.kind == "gap" for e in events[lagging])
+        await ring.stop()
+
+    run_virtual(scenario())
+
+
+def test_resuming_member_beyond_the_archive_gets_a_gap_then_the_rest(run_virtual) -> None:
+    async def scenario() -> None:
+        ring = await build(10, seed=4, config=ScribeConfig(archive=5, recent=5))
+        nodes = [ring.nodes[a] for a in sorted(ring.nodes)]
+        await scribe(nodes[0]).create("r")
+        for k in range(12):
+            await scribe(nodes[0]).send("r", f"m{k}".encode())
+        events: list[Event] = []
+        await scribe(nodes[3]).join("r", events.append, resume_after=2)
+        await asyncio.sleep(1)
+        assert [(e.kind, e.seq) for e in events] == [("gap", 3)] + [
+            ("message", s) for s in range(8, 13)]
+        assert events[0].last_seq == 7
+        await ring.stop()
+
+    run_virtual(scenario())
+
+
+def test_new_node_taking_over_the_group_id_becomes_root_without_gap(run_virtual) -> None:
+    async def scenario() -> None:
+        ring = await build(30, seed=11)
+        nodes = [ring.nodes[a] for a in sorted(ring.nodes)]
+        await scribe(nodes[0]).create("moving")
+        members = Members()
+        for i in range(10):
+            await members.add(nodes[(i * 3 + 1) % len(nodes)], "moving", i)
+        for k in range(10):
+            await scribe(nodes[0]).send("moving", f"a{k}".encode())
+        old_root = root_of(ring, "moving")
+        gid = ring.space.hash_key("moving")
+        span = ring.space.distance(gid, old_root.node.me.id)
+        # An address whose id lands in [group id, old root): its node becomes the owner.
+        address = next(f"10.9.{i >> 8}.{i & 255}:4000" for i in range(1, 1_000_000)
+                       if ring.space.distance(gid, ring.space.hash_address(
+                           f"10.9.{i >> 8}.{i & 255}:4000")) < span)
+        flow = asyncio.ensure_future(traffic(ring, ["moving"], 40, random.Random(2), gap=0.1))
+        await asyncio.sleep(1)
+        newcomer = await ring.add(address)
+        await flow
+        await ring.converge()
+        await asyncio.sleep(20)
+        assert root_of(ring, "moving") is newcomer
+        check_delivery(ring, members, ["moving"])
+        check_trees(ring, ["moving"])
+        await ring.stop()
+
+    run_virtual(scenario())
