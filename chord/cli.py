@@ -108,6 +108,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         require_join=args.require_join,
         scribe=ScribeConfig(archive=args.archive, max_children=args.max_children,
                             parent_timeout=args.parent_timeout),
+        metrics_port=args.metrics_port, metrics_host=args.metrics_host,
     )
     return asyncio.run(_run_node(options))
 
@@ -156,7 +157,9 @@ async def _run_node(options: NodeOptions) -> int:
         print(f"error: {exc}", file=sys.stderr)
         await ns.server.stop(grace=None)
         return 1
-    print(f"chordcast node {ns.space.format(ns.node.me.id)} listening on {address}", flush=True)
+    metrics = f" metrics on {ns.metrics_address}" if ns.metrics_address else ""
+    print(f"chordcast node {ns.space.format(ns.node.me.id)} listening on {address}{metrics}",
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -362,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="children per node per group before handing new ones down")
     node.add_argument("--parent-timeout", type=_positive(float, 0.05), default=3.0,
                       metavar="SECONDS", help="silence from a tree parent before re-joining")
+    node.add_argument("--metrics-port", type=_positive(int, 0), metavar="PORT",
+                      help="serve Prometheus metrics at http://HOST:PORT/metrics (0: any port)")
+    node.add_argument("--metrics-host", metavar="HOST",
+                      help="address for the metrics endpoint (default: the --listen host)")
     node.set_defaults(func=cmd_node)
 
     disc = sub.add_parser("discover", help="ask the LAN which nodes are out there")

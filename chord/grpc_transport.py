@@ -7,8 +7,11 @@ carries a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -46,9 +49,13 @@ CHANNEL_OPTIONS = [
 ]
 
 
+RpcObserver = Callable[[str, str, float, str], None]  # method, side, seconds, status code
+
+
 class GrpcTransport:
-    def __init__(self, max_channels: int = 512) -> None:
+    def __init__(self, max_channels: int = 512, observe: RpcObserver | None = None) -> None:
         self.max_channels = max_channels
+        self.observe = observe
         self._channels: OrderedDict[str, tuple[grpc.aio.Channel, dict[str, Any]]] = OrderedDict()
 
     def _stub(self, address: str, method: str) -> Any:
@@ -75,20 +82,24 @@ class GrpcTransport:
         return stub
 
     def _close_later(self, channel: grpc.aio.Channel) -> None:
-        import asyncio
-
         asyncio.get_running_loop().create_task(channel.close(grace=1.0))
 
     async def call(self, address: str, method: str, request: Message, timeout: float) -> Message:
+        started, status = time.perf_counter(), "OK"
         try:
             return await self._stub(address, method)(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
+            status = code.name
             if code in _UNAVAILABLE:
                 raise PeerUnavailable(address, f"{code.name}: {exc.details()}") from None
             raise RemoteError(address, code.name, exc.details() or "") from None
         except ValueError as exc:  # a malformed address never reaches the network
+            status = "INVALID_ARGUMENT"
             raise PeerUnavailable(address, f"bad address: {exc}") from None
+        finally:
+            if self.observe is not None:
+                self.observe(method, "client", time.perf_counter() - started, status)
 
     async def close(self) -> None:
         for channel, _ in self._channels.values():

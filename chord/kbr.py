@@ -11,7 +11,7 @@ from typing import Protocol
 
 from chord.ids import IdSpace
 from chord.node import ChordNode, Forward, NeighborChange, RouteResult
-from chord.ports import Clock, InvalidRequest
+from chord.ports import Clock, InvalidRequest, Observer
 from chord.state import NodeRef
 
 
@@ -59,6 +59,10 @@ class Kbr:
     @property
     def clock(self) -> Clock:
         return self.node.clock
+
+    @property
+    def observer(self) -> Observer:
+        return self.node.observer
 
     def register(self, app: Application) -> None:
         if app.name in self.apps:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 import select
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from chord.client import ClientError, NodeClient
 from chord.ids import IdSpace
 
 START_TIMEOUT = 15.0
+READY = re.compile(r"listening on (\S+)(?: metrics on (\S+))?")
 
 
 class RingError(Exception):
@@ -32,6 +34,7 @@ class NodeProcess:
     address: str
     proc: subprocess.Popen[bytes]
     log: Path
+    metrics: str = ""  # host:port of /metrics, when the node serves it
 
     @property
     def alive(self) -> bool:
@@ -83,7 +86,10 @@ class LocalRing:
                 node.proc.wait()
                 raise RingError(f"node exited: {node.log.read_text()[-500:]}")
             line += chunk
-        node.address = line.decode().split()[-1]
+        match = READY.search(line.decode())
+        if match is None:
+            raise RingError(f"unexpected first line from a node: {line.decode()!r}")
+        node.address, node.metrics = match.group(1), match.group(2) or ""
         return node
 
     def start_node(self, join: list[str] | None = None) -> NodeProcess:

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 from google.protobuf.message import Message
 
 from chord.ids import IdSpace, between
-from chord.ports import Clock, InvalidRequest, PeerUnavailable, RemoteError, Transport
+from chord.ports import Clock, InvalidRequest, Observer, PeerUnavailable, RemoteError, Transport
 from chord.state import NodeRef, RingState
 from chord.wire import key_from_pb, node_from_pb, node_to_pb, nodes_from_pb, nodes_to_pb
 from chordcast.v1 import chord_pb2 as pb
@@ -39,6 +39,10 @@ class NodeConfig:
 
 class LookupFailed(Exception):
     """Routing could not reach the owner of a key (no live next hop, hop limit, timeout)."""
+
+    def __init__(self, message: str, reason: str = "error") -> None:
+        super().__init__(message)
+        self.reason = reason  # "timeout", "no_route", "hop_limit" or "error"
 
 
 class JoinFailed(Exception):
@@ -109,6 +113,7 @@ class ChordNode:
         config: NodeConfig | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.space = space
         self.config = config or NodeConfig()
@@ -117,6 +122,7 @@ class ChordNode:
         self.transport = transport
         self.clock = clock or Clock()
         self.rng = rng or random.Random()
+        self.observer = observer or Observer()
         self.upcalls: Upcalls = _NoApps()
         self.running = False
         self.stabilize_rounds = 0
@@ -147,6 +153,8 @@ class ChordNode:
                 continue
             try:
                 owner = await self._lookup_via(address, self.me.id)
+                if owner.address == self.me.address:
+                    continue  # the seed was ourselves under another name (e.g. a DNS record)
                 if owner.id == self.me.id:
                     raise JoinFailed(f"identifier collision with {owner.address}")
                 reply = await self._call(owner.address, "GetNeighbors", pb.GetNeighborsRequest())
@@ -250,6 +258,7 @@ class ChordNode:
                     reply = await self._call(head.address, "GetNeighbors", pb.GetNeighborsRequest())
                 except (PeerUnavailable, RemoteError):
                     self.state.forget(head.id)
+                    self.observer.repaired("successor")
                     continue
                 self.state.adopt_successors(head, nodes_from_pb(self.space, reply.successors))
                 if reply.HasField("predecessor"):
@@ -267,6 +276,7 @@ class ChordNode:
                 break
         finally:
             self._changed(before)
+            self.observer.stabilized()
         if self.state.successors:
             try:
                 await self._call(
@@ -296,10 +306,13 @@ class ChordNode:
         i = self._next_finger
         start = self.space.finger_start(self.me.id, i)
         try:
-            result = await self.route(start, "", b"")
+            result = await self._originate(start, "", b"", first_hop=None, observe=False)
         except LookupFailed:
             self._next_finger = (i + 1) % self.space.bits
             return
+        old = self.state.fingers[i]
+        if old is not None or result.owner.id != self.me.id:
+            self.observer.finger_checked(old is not None and old.id == result.owner.id)
         if result.owner.id == self.me.id:
             # start lies in (pred, me]: no node in [start, me) - the finger is empty, wrap around.
             self.state.fingers[i] = None
@@ -318,6 +331,7 @@ class ChordNode:
             if self.state.predecessor == pred:
                 self.state.predecessor = None
             self.state.forget(pred.id)
+            self.observer.repaired("predecessor")
         self._changed(before)
 
     # ================================================================== routing
@@ -355,14 +369,30 @@ class ChordNode:
                     return RouteResult(cand, path, b"")
                 break
             else:
-                raise LookupFailed(f"no live next hop toward {self.space.format(key)}")
-        raise LookupFailed(f"lookup of {self.space.format(key)} exceeded its hop or time limit")
+                raise LookupFailed(f"no live next hop toward {self.space.format(key)}",
+                                   "no_route")
+        raise LookupFailed(f"lookup of {self.space.format(key)} exceeded its hop or time limit",
+                           "hop_limit")
 
     async def _lookup_via(self, address: str, key: int) -> NodeRef:
         result = await self._originate(key, "", b"", first_hop=address)
         return result.owner
 
     async def _originate(
+        self, key: int, app: str, payload: bytes, first_hop: str | None, observe: bool = True
+    ) -> RouteResult:
+        started = self.clock.now()
+        try:
+            result = await self._originate_once(key, app, payload, first_hop)
+        except LookupFailed as exc:
+            if observe:
+                self.observer.lookup_failed(exc.reason, self.clock.now() - started)
+            raise
+        if observe:
+            self.observer.lookup(result.hops, self.clock.now() - started)
+        return result
+
+    async def _originate_once(
         self, key: int, app: str, payload: bytes, first_hop: str | None
     ) -> RouteResult:
         self._next_request += 1
@@ -386,14 +416,16 @@ class ChordNode:
             result = await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise LookupFailed(
-                f"no answer for {self.space.format(key)} within {timeout:g}s"
+                f"no answer for {self.space.format(key)} within {timeout:g}s", "timeout"
             ) from None
         except (PeerUnavailable, RemoteError) as exc:
-            raise LookupFailed(str(exc)) from None
+            raise LookupFailed(str(exc), "no_route") from None
         finally:
             self._pending.pop(rid, None)
         if result.error:
-            raise LookupFailed(result.error)
+            reason = ("hop_limit" if "hop limit" in result.error else
+                      "no_route" if "no live next hop" in result.error else "error")
+            raise LookupFailed(result.error, reason)
         return RouteResult(
             node_from_pb(self.space, result.owner),
             nodes_from_pb(self.space, result.path),
@@ -654,6 +686,7 @@ class ChordNode:
         before = self._snapshot()
         self.state.forget(node_id)
         self._changed(before)
+        self.observer.repaired("next_hop")
 
     def _pb_me(self) -> pb.Node:
         return node_to_pb(self.space, self.me)

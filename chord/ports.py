@@ -48,6 +48,33 @@ class Transport(Protocol):
         ...
 
 
+class Observer:
+    """Measurement hooks the protocol calls; this default records nothing. The services layer
+    supplies one backed by Prometheus, so protocol code never imports a metrics library."""
+
+    def lookup(self, hops: int, seconds: float) -> None:
+        """A lookup or KBR route started here reached its owner."""
+
+    def lookup_failed(self, reason: str, seconds: float) -> None:
+        """reason: "timeout", "no_route", "hop_limit" or "error"."""
+
+    def stabilized(self) -> None:
+        """One stabilization round finished."""
+
+    def repaired(self, what: str) -> None:
+        """A dead node was dropped: what = "successor", "predecessor" or "next_hop"."""
+
+    def finger_checked(self, correct: bool) -> None:
+        """fix_fingers compared a finger with a fresh lookup (a free correctness sample)."""
+
+    def mcast(self, event: str, count: int = 1) -> None:
+        """event: "stamped", "forwarded", "delivered", "gap_repaired", "gap_lost",
+        "tree_repair"."""
+
+    def mcast_latency(self, seconds: float) -> None:
+        """From the root's stamp to delivery to a member."""
+
+
 class Clock:
     """Time as the protocol sees it: the running event loop's clock (virtual in the simulator)."""
 

@@ -7,6 +7,7 @@ server and the gRPC transport, and maps protocol errors to gRPC status codes.
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass, field
 
 import grpc
@@ -20,6 +21,7 @@ from chord.discovery.service import DiscoveryConfig, DiscoveryListener, find_rin
 from chord.grpc_transport import CHANNEL_OPTIONS, SERVICE_NAME, GrpcTransport, chord_handler
 from chord.ids import IdError, IdSpace
 from chord.kbr import Kbr
+from chord.metrics import MetricsInterceptor, NodeMetrics
 from chord.node import ChordNode, JoinFailed, LookupFailed, NodeConfig
 from chord.storage import Storage, StorageError, StorageUnavailable
 from chord.wire import node_to_pb, nodes_to_pb
@@ -51,6 +53,8 @@ class NodeOptions:
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(mode="none"))
     require_join: bool = False
     scribe: ScribeConfig = field(default_factory=ScribeConfig)
+    metrics_port: int | None = None  # None: no /metrics endpoint; 0: a free port
+    metrics_host: str | None = None  # default: the listen host
 
 
 class NodeServer:
@@ -59,8 +63,11 @@ class NodeServer:
     def __init__(self, options: NodeOptions) -> None:
         self.options = options
         self.space = IdSpace(options.id_bits)
-        self.transport = GrpcTransport()
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        self.metrics = NodeMetrics()
+        self.metrics_address = ""
+        self.transport = GrpcTransport(observe=self.metrics.rpc)
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS,
+                                      interceptors=[MetricsInterceptor(self.metrics)])
         self.health = health.aio.HealthServicer()
         self.node: ChordNode
         self.kbr: Kbr
@@ -81,7 +88,7 @@ class NodeServer:
             split_address(opts.advertise)
             advertise = opts.advertise
         elif host in ("0.0.0.0", "::", ""):
-            raise ValueError("listening on a wildcard address needs --advertise HOST:PORT")
+            advertise = join_address(_host_address(), bound)
         else:
             advertise = join_address(host, bound)
         config = NodeConfig(
@@ -90,7 +97,8 @@ class NodeServer:
             rpc_timeout=opts.rpc_timeout,
             lookup_timeout=opts.lookup_timeout,
         )
-        self.node = ChordNode(self.space, advertise, self.transport, config)
+        self.node = ChordNode(self.space, advertise, self.transport, config,
+                              observer=self.metrics)
         self.kbr = Kbr(self.node)
         self.storage = Storage(self.kbr, replicas=opts.replicas)
         self.scribe = Scribe(self.kbr, opts.scribe)
@@ -103,6 +111,11 @@ class NodeServer:
             [SERVICE_NAME, NODE_API, MULTICAST, HEALTH, reflection.SERVICE_NAME],
             self.server,
         )
+        self.metrics.watch(self)
+        if opts.metrics_port is not None:
+            mhost = opts.metrics_host or host
+            mport = self.metrics.serve(mhost, opts.metrics_port)
+            self.metrics_address = join_address(mhost, mport)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         await self._join_somewhere()
@@ -162,9 +175,22 @@ class NodeServer:
         finally:
             await self.server.stop(grace=1.0)
             await self.transport.close()
+            self.metrics.close()
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
+
+
+def _host_address() -> str:
+    """This host's address as its own name resolves (what a container's peers reach)."""
+    try:
+        ip = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        ip = ""
+    if not ip or ip.startswith("127."):
+        raise ValueError("listening on a wildcard address: give --advertise HOST:PORT "
+                         "(this host's name does not resolve to a reachable address)")
+    return ip
 
 
 class NodeApiServicer(client_pb2_grpc.NodeApiServicer):

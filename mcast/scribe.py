@@ -311,7 +311,6 @@ class Scribe:
         if g.last is None and not g.is_root:
             g.last = reply.seq  # the stream reaches us from the stopping node's position on
         g.last_heard = self.kbr.clock.now()
-        self.repairs += 1
         return reply.seq
 
     def _add_child(self, g: GroupState, child: NodeRef) -> None:
@@ -360,7 +359,12 @@ class Scribe:
         for member in list(g.members.values()):
             for m in messages:
                 member.offer(g.name, m)
-        self.delivered += len(messages) * len(g.members)
+        if g.members:
+            self.delivered += len(messages) * len(g.members)
+            obs, now = self.kbr.observer, self.kbr.clock.wall()
+            obs.mcast("delivered", len(messages) * len(g.members))
+            for m in messages:
+                obs.mcast_latency(max(0.0, now - m.ts_ms / 1000))
         for child in list(g.children.values()):
             self._queue(g, child.node, messages)
 
@@ -391,6 +395,7 @@ class Scribe:
                         self._drop_child(g, child.address)
                     return
                 self.forwarded += len(batch)
+                self.kbr.observer.mcast("forwarded", len(batch))
         finally:
             link.busy = False
             if not link.queue:
@@ -448,8 +453,10 @@ class Scribe:
                 lost_upto = min(routed.first_available - 1, last)
                 for member in g.members.values():
                     member.gap(g.name, lost_upto)
+                self.kbr.observer.mcast("gap_lost")
                 self._disseminate(g, g.skip_to(lost_upto))
         self.gaps_repaired += 1
+        self.kbr.observer.mcast("gap_repaired")
         self._disseminate(g, g.accept(messages))
 
     # ============================================================ root side
@@ -529,6 +536,7 @@ class Scribe:
                 root.ids.pop(m.message_id, None)
                 return _reply(error="no replica acknowledged; retry", code="unavailable")
             g = self._group(op.name)
+            self.kbr.observer.mcast("stamped")
             self._disseminate(g, g.accept([m]))
         return _reply(seq=m.seq)
 
@@ -839,6 +847,8 @@ class Scribe:
 
     async def _rejoin(self, g: GroupState) -> None:
         g.parent = None
+        self.repairs += 1
+        self.kbr.observer.mcast("tree_repair")
         try:
             await self._join_tree(g)
         except McastError as exc:
