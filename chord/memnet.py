@@ -95,6 +95,9 @@ class MemoryNetwork:
         self._cuts: set[frozenset[str]] = set()  # single links that carry nothing
         self.messages = 0
         self.calls: Counter[str] = Counter()  # by method
+        # Every message sent (time, from, to, method) when tracing is on: two runs with one
+        # seed must produce the same trace.
+        self.trace: list[tuple[float, str, str, str]] | None = None
 
     def register(self, address: str, handler: Handler) -> None:
         self.handlers[address] = handler
@@ -130,32 +133,66 @@ class MemoryNetwork:
 
 
 class MemoryTransport:
+    """Calls as timers and callbacks on the loop (no task per call): a request arrives after
+    the link's latency, the handler runs as a task, the reply travels back; the caller's
+    deadline fires unless the reply came first. A request whose caller gave up is still
+    handled, as it would be on a real network."""
+
     def __init__(self, net: MemoryNetwork, address: str) -> None:
         self.net = net
         self.address = address
 
     async def call(self, address: str, method: str, request: Message, timeout: float) -> Message:
-        try:
-            return await asyncio.wait_for(self._exchange(address, method, request), timeout)
-        except TimeoutError:
-            raise PeerUnavailable(address, f"{method} timed out after {timeout:g}s") from None
-
-    async def _exchange(self, dst: str, method: str, request: Message) -> Message:
-        net, src = self.net, self.address
+        net, loop = self.net, asyncio.get_running_loop()
         net.messages += 1
         net.calls[method] += 1
-        await asyncio.sleep(net.latency(src, dst, net.rng))
-        handler = net.handlers.get(dst)
-        if handler is None or net._dropped(src, dst):
-            await asyncio.Future()  # silence: the caller's timeout fires
+        if net.trace is not None:
+            net.trace.append((round(loop.time(), 9), self.address, address, method))
+        fut: asyncio.Future[Message] = loop.create_future()
+        timer = loop.call_later(timeout, _expire, fut, address, method, timeout)
+        loop.call_later(net.latency(self.address, address, net.rng), _arrive, net,
+                        self.address, address, method, request, fut)
         try:
-            reply = await handler(method, net._copy(request))
-        except InvalidRequest as exc:
-            raise RemoteError(dst, "INVALID_ARGUMENT", str(exc)) from None
-        except Exception as exc:  # what a gRPC server would report as INTERNAL
-            log.exception("handler %s on %s failed", method, dst)
-            raise RemoteError(dst, "INTERNAL", str(exc)) from None
-        await asyncio.sleep(net.latency(dst, src, net.rng))
-        if dst not in net.handlers or net._dropped(dst, src):
-            await asyncio.Future()  # crashed while answering, or the reply was lost
-        return net._copy(reply)
+            return await fut
+        finally:
+            timer.cancel()
+
+
+def _expire(fut: asyncio.Future[Message], address: str, method: str, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(PeerUnavailable(address, f"{method} timed out after {timeout:g}s"))
+
+
+def _arrive(net: MemoryNetwork, src: str, dst: str, method: str, request: Message,
+            fut: asyncio.Future[Message]) -> None:
+    handler = net.handlers.get(dst)
+    if handler is None or net._dropped(src, dst):
+        return  # silence: the caller's deadline fires
+    task = asyncio.get_running_loop().create_task(handler(method, net._copy(request)))
+    task.add_done_callback(lambda t: _answer(net, src, dst, method, t, fut))
+
+
+def _answer(net: MemoryNetwork, src: str, dst: str, method: str, task: asyncio.Task[Message],
+            fut: asyncio.Future[Message]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None:
+        outcome: Message | Exception = net._copy(task.result())
+    elif isinstance(exc, InvalidRequest):
+        outcome = RemoteError(dst, "INVALID_ARGUMENT", str(exc))
+    else:  # what a gRPC server would report as INTERNAL
+        log.error("handler %s on %s failed", method, dst, exc_info=exc)
+        outcome = RemoteError(dst, "INTERNAL", str(exc))
+    asyncio.get_running_loop().call_later(net.latency(dst, src, net.rng), _reply, net, src,
+                                          dst, outcome, fut)
+
+
+def _reply(net: MemoryNetwork, src: str, dst: str, outcome: Message | Exception,
+           fut: asyncio.Future[Message]) -> None:
+    if fut.done() or dst not in net.handlers or net._dropped(dst, src):
+        return  # too late, crashed while answering, or the reply was lost
+    if isinstance(outcome, Exception):
+        fut.set_exception(outcome)
+    else:
+        fut.set_result(outcome)

@@ -125,6 +125,7 @@ class ChordNode:
         self.observer = observer or Observer()
         self.upcalls: Upcalls = _NoApps()
         self.running = False
+        self.stopped = False
         self.stabilize_rounds = 0
         self._next_finger = 0
         self._next_request = 0
@@ -178,6 +179,7 @@ class ChordNode:
     async def stop(self) -> None:
         """Stop all activity at once (also how the simulator models a crash)."""
         self.running = False
+        self.stopped = True
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
@@ -219,7 +221,11 @@ class ChordNode:
         await self.stop()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run a background task owned by this node (cancelled when the node stops)."""
+        """Run a background task owned by this node (cancelled when the node stops; a
+        stopped node starts nothing new, even from a request that was already in flight)."""
+        if self.stopped:
+            coro.close()
+            coro = asyncio.sleep(0)
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

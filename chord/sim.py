@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from chord import invariants
 from chord.ids import IdSpace
 from chord.kbr import Kbr
 from chord.memnet import MemoryNetwork
@@ -25,7 +26,7 @@ from chord.storage import Storage
 class SimNode:
     node: ChordNode
     kbr: Kbr
-    storage: Storage
+    storage: Storage  # absent (None) in rings built with with_storage=False
     apps: dict[str, Any] = field(default_factory=dict)  # made by SimRing.app_factories
 
 
@@ -37,6 +38,7 @@ class SimRing:
     seed: int = 0
     replicas: int = 3
     sync_interval: float = 5.0
+    with_storage: bool = True
     nodes: dict[str, SimNode] = field(default_factory=dict)  # live nodes by address
     # More applications per node (e.g. multicast): name -> factory(kbr, rng) returning an
     # object with a start() method. Kept as factories so this module stays below the apps.
@@ -51,28 +53,68 @@ class SimRing:
         i = self._counter
         return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}:4000"
 
-    async def add(self, address: str | None = None, via: str | None = None) -> SimNode:
-        """Start a node and join it through `via` (default: a random live node)."""
-        address = address or self.new_address()
+    def _make(self, address: str) -> SimNode:
         node = ChordNode(
             self.space, address, self.net.transport(address), self.config,
             clock=VirtualClock(), rng=random.Random(self.rng.random()),
         )
         kbr = Kbr(node)
-        storage = Storage(kbr, replicas=self.replicas, sync_interval=self.sync_interval)
+        storage = (Storage(kbr, replicas=self.replicas, sync_interval=self.sync_interval)
+                   if self.with_storage else None)
         self.net.register(address, node.handle)
-        if via is None and self.nodes:
-            via = self.rng.choice(sorted(self.nodes))
         apps = {name: make(kbr, random.Random(self.rng.random()))
                 for name, make in self.app_factories.items()}
-        await node.join([via] if via else [])
-        node.start()
-        storage.start()
-        for app in apps.values():
+        return SimNode(node, kbr, storage, apps)  # type: ignore[arg-type]
+
+    def _start(self, sim: SimNode) -> None:
+        sim.node.start()
+        if sim.storage is not None:
+            sim.storage.start()
+        for app in sim.apps.values():
             app.start()
-        sim = SimNode(node, kbr, storage, apps)
-        self.nodes[address] = sim
+        self.nodes[sim.node.me.address] = sim
+
+    async def add(self, address: str | None = None, via: str | None = None) -> SimNode:
+        """Start a node and join it through `via` (default: a random live node)."""
+        address = address or self.new_address()
+        if via is None and self.nodes:
+            via = self.rng.choice(sorted(self.nodes))
+        sim = self._make(address)
+        try:
+            await sim.node.join([via] if via else [])
+        except Exception:
+            self.net.unregister(address)
+            await sim.node.stop()
+            raise
+        self._start(sim)
         return sim
+
+    def build_stable(self, n: int, maintain: bool = True) -> None:
+        """n nodes with the oracle's pointers already in place (successor lists, predecessors,
+        fingers): the "stable base" Zave's proofs start from, and the Chord paper's
+        experiments too. Far faster than n joins; the protocol runs normally from here."""
+        sims = [self._make(self.new_address()) for _ in range(n)]
+        by_id = sorted(sims, key=lambda s: s.node.me.id)
+        ids = [s.node.me.id for s in by_id]
+        refs = [s.node.me for s in by_id]
+        r = self.config.successors
+        for i, sim in enumerate(by_id):
+            st = sim.node.state
+            st.successors = [refs[(i + k) % n] for k in range(1, min(r, n - 1) + 1)]
+            st.predecessor = refs[i - 1] if n > 1 else None
+            for f in range(self.space.bits):
+                j = bisect.bisect_left(ids, self.space.finger_start(ids[i], f)) % n
+                st.fingers[f] = refs[j] if j != i else None
+            if maintain:
+                self._start(sim)
+            else:
+                self.nodes[sim.node.me.address] = sim
+
+    async def restart(self, address: str) -> SimNode:
+        """A crashed node comes back at the same address with empty state and re-joins."""
+        if address in self.nodes:
+            await self.crash(address)
+        return await self.add(address)
 
     async def grow(self, n: int, settle_every: float = 0.0) -> None:
         for _ in range(n):
@@ -97,6 +139,13 @@ class SimRing:
     def owner_of(self, key: int) -> int:
         ids = self.sorted_ids()
         return ids[bisect.bisect_left(ids, key) % len(ids)]
+
+    def successor_lists(self) -> dict[int, list[int]]:
+        return {s.node.me.id: [x.id for x in s.node.state.successors]
+                for s in self.nodes.values()}
+
+    def check_invariants(self) -> list[str]:
+        return invariants.check(self.space, self.successor_lists())
 
     def wrong_successors(self) -> int:
         """Live nodes whose successor is not the next live node on the ring."""

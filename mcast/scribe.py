@@ -173,7 +173,9 @@ class Scribe:
         """Attach a member here and join the tree if this node is not in it yet. Returns the
         member and the sequence number delivery starts after."""
         check_name(name)
-        await self.info(name)  # a clear "no such group" before any tree state is made
+        # A clear "no such group" before any tree state is made; and where "from now on"
+        # starts: after the root's current sequence number.
+        now_at = (await self.info(name)).last_seq
         self._next_member += 1
         m = Member(self._next_member, member or f"member-{self._next_member}", on_event,
                    cursor=resume_after)
@@ -183,21 +185,15 @@ class Scribe:
         g.members[m.id] = m
         if not g.in_tree:
             try:
-                start = await self._join_tree(g)
+                await self._join_tree(g, fallback=now_at)
             except McastError:
                 g.members.pop(m.id, None)
                 self._maybe_drop(g)
                 raise
-        else:
-            start = g.last or 0
         if m.cursor is None:
-            m.cursor = start if g.last is None else min(start, g.last)
-            if g.last is not None and g.last > m.cursor:
-                for msg in g.from_recent(m.cursor + 1, g.last):
-                    m.offer(name, msg)
-        elif resume_after is not None:
-            await self._backfill(g, m)
-        return m, m.cursor if m.cursor is not None else start
+            m.cursor = now_at
+        await self._backfill(g, m)
+        return m, m.cursor
 
     async def leave(self, name: str, member: Member) -> None:
         g = self.groups.get(name)
@@ -301,17 +297,29 @@ class Scribe:
             self.groups[name] = g
         return g
 
-    async def _join_tree(self, g: GroupState) -> int:
-        """Route a JOIN from here; the forward upcalls on the way build the branch."""
+    async def _join_tree(self, g: GroupState, fallback: int = 0) -> int:
+        """Route a JOIN from here; the forward upcalls on the way build the branch. Our
+        stream starts at the stopping node's position (or `fallback` if it has none yet)."""
         g.rejoining = True
+        g.hold_base = g.last is None
         try:
             reply, _ = await self._route(g.name, mpb.McastRouted(join=mpb.JoinOp(name=g.name)))
         finally:
             g.rejoining = False
+            g.hold_base = False
         if g.last is None and not g.is_root:
-            g.last = reply.seq  # the stream reaches us from the stopping node's position on
+            self._position(g, reply.seq if reply.positioned else fallback)
         g.last_heard = self.kbr.clock.now()
         return reply.seq
+
+    def _position(self, g: GroupState, seq: int) -> None:
+        """Our stream reaches us from `seq` on: deliver what waited, repair what is missing."""
+        g.last = seq
+        for s in [s for s in g.ahead if s <= seq]:
+            del g.ahead[s]
+        self._disseminate(g, g.accept([]))
+        if g.missing() is not None:
+            self.kbr.spawn(self._repair_gap(g))
 
     def _add_child(self, g: GroupState, child: NodeRef) -> None:
         """Adopt a child. Over the bound, Scribe's bottleneck remover: the child farthest
@@ -407,11 +415,20 @@ class Scribe:
         if link is not None:
             link.queue.clear()
 
+    async def _backfill_members(self, g: GroupState) -> None:
+        for m in list(g.members.values()):
+            if m.pending or (g.last is not None and m.cursor is not None and m.cursor < g.last):
+                await self._backfill(g, m)
+
     async def _backfill(self, g: GroupState, m: Member) -> None:
-        """A resuming member: what it missed, from our buffer or the root's archive."""
-        if g.last is None or m.cursor is None or m.cursor >= g.last:
+        """What a member lacks (it resumed, or joined where the stream had another start):
+        from our buffer, else the root's archive; what the archive lost is a gap event."""
+        if m.cursor is None:
             return
-        first, last = m.cursor + 1, g.last
+        upto = max([g.last or 0, *(s - 1 for s in m.pending)])
+        if m.cursor >= upto:
+            return
+        first, last = m.cursor + 1, upto
         have = g.from_recent(first, last)
         if have and have[0].seq == first:
             for msg in have:
@@ -608,7 +625,8 @@ class Scribe:
         if child is not None and child.id != self.me.id and g is not None and g.in_tree \
                 and not g.rejoining:
             self._add_child(g, child)  # already in the tree: the JOIN stops here
-            return Forward(op.SerializeToString(), stop=True, reply=_reply(seq=g.last or 0))
+            return Forward(op.SerializeToString(), stop=True, reply=_reply(
+                seq=g.last or 0, positioned=g.last is not None))
         g = self._group(join.name)
         if child is not None and child.id != self.me.id:
             self._add_child(g, child)
@@ -642,7 +660,7 @@ class Scribe:
                     child = node_from_pb(self.kbr.space, op.join.child)
                     if child.id != self.me.id:
                         self._add_child(g, child)
-                return _reply(seq=root.counter)
+                return _reply(seq=root.counter, positioned=True)
             if kind == "range":
                 return _reply(messages=root.range(op.range.from_seq, op.range.to_seq),
                               first_available=root.first_available(), seq=root.counter)
@@ -672,7 +690,7 @@ class Scribe:
             entry = g.children.get(child.address)
             if entry is not None:
                 entry.members, entry.height = r.members, r.height
-            return _direct_reply(last_seq=g.last or 0)
+            return _direct_reply(last_seq=g.last or 0, positioned=g.last is not None)
         if kind == "prune":
             g = self.groups.get(op.prune.name)
             if g is not None:
@@ -841,7 +859,11 @@ class Scribe:
                 reply = mpb.McastDirectReply(unknown=True)
             if not reply.unknown:
                 g.last_heard = self.kbr.clock.now()
-                await self._repair_gap(g, upto=reply.last_seq)  # the parent may be ahead
+                if g.last is None and reply.positioned:
+                    self._position(g, reply.last_seq)  # a fresh forwarder learns where it is
+                elif reply.positioned:
+                    await self._repair_gap(g, upto=reply.last_seq)  # the parent may be ahead
+                await self._backfill_members(g)
                 return
         await self._rejoin(g)
 

@@ -90,6 +90,9 @@ class GroupState:
     ahead: dict[int, mpb.GroupMessage] = field(default_factory=dict)  # beyond a gap
     last_heard: float = 0.0   # when the parent last proved alive
     rejoining: bool = False
+    # While our own JOIN is in flight, the stream's start is the stopping node's position
+    # (its answer), not whatever message happens to arrive first: hold messages until then.
+    hold_base: bool = False
 
     def __post_init__(self) -> None:
         self.recent: deque[mpb.GroupMessage] = deque(maxlen=self.recent_limit)
@@ -103,9 +106,9 @@ class GroupState:
         are now deliverable, in order."""
         out: list[mpb.GroupMessage] = []
         for m in messages:
-            if self.last is None:
-                self.last = m.seq - 1  # a fresh tree node starts where its parent's stream is
-            if m.seq > self.last:
+            if self.last is None and not self.hold_base:
+                self.last = m.seq - 1  # a fresh forwarder starts where its parent's stream is
+            if self.last is None or m.seq > self.last:
                 self.ahead[m.seq] = m
         while self.last is not None and self.last + 1 in self.ahead:
             m = self.ahead.pop(self.last + 1)

@@ -115,7 +115,7 @@ class RangeOp(_message.Message):
     def __init__(self, name: _Optional[str] = ..., from_seq: _Optional[int] = ..., to_seq: _Optional[int] = ...) -> None: ...
 
 class McastReply(_message.Message):
-    __slots__ = ("error", "code", "token", "seq", "record", "messages", "first_available", "root", "delivered", "members", "depth", "node")
+    __slots__ = ("error", "code", "token", "seq", "record", "messages", "first_available", "root", "delivered", "members", "depth", "node", "positioned")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +128,7 @@ class McastReply(_message.Message):
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
+    POSITIONED_FIELD_NUMBER: _ClassVar[int]
     error: str
     code: str
     token: str
@@ -140,7 +141,8 @@ class McastReply(_message.Message):
     members: int
     depth: int
     node: _chord_pb2.Node
-    def __init__(self, error: _Optional[str] = ..., code: _Optional[str] = ..., token: _Optional[str] = ..., seq: _Optional[int] = ..., record: _Optional[_Union[GroupRecord, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., first_available: _Optional[int] = ..., root: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., delivered: _Optional[bool] = ..., members: _Optional[int] = ..., depth: _Optional[int] = ..., node: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ...) -> None: ...
+    positioned: bool
+    def __init__(self, error: _Optional[str] = ..., code: _Optional[str] = ..., token: _Optional[str] = ..., seq: _Optional[int] = ..., record: _Optional[_Union[GroupRecord, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., first_available: _Optional[int] = ..., root: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., delivered: _Optional[bool] = ..., members: _Optional[int] = ..., depth: _Optional[int] = ..., node: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., positioned: _Optional[bool] = ...) -> None: ...
 
 class McastDirect(_message.Message):
     __slots__ = ("data", "refresh", "prune", "end", "range", "replica", "anycast", "adopt", "reparent", "roots", "broadcast")
@@ -211,7 +213,7 @@ class ReplicaOp(_message.Message):
     def __init__(self, name: _Optional[str] = ..., record: _Optional[_Union[GroupRecord, _Mapping]] = ..., counter: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., drop: _Optional[bool] = ...) -> None: ...
 
 class McastDirectReply(_message.Message):
-    __slots__ = ("error", "unknown", "last_seq", "messages", "delivered", "node", "records", "counters")
+    __slots__ = ("error", "unknown", "last_seq", "messages", "delivered", "node", "records", "counters", "positioned")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +222,7 @@ class McastDirectReply(_message.Message):
     NODE_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
+    POSITIONED_FIELD_NUMBER: _ClassVar[int]
     error: str
     unknown: bool
     last_seq: int
@@ -228,7 +231,8 @@ class McastDirectReply(_message.Message):
     node: _chord_pb2.Node
     records: _containers.RepeatedCompositeFieldContainer[GroupRecord]
     counters: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, error: _Optional[str] = ..., unknown: _Optional[bool] = ..., last_seq: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., delivered: _Optional[bool] = ..., node: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., records: _Optional[_Iterable[_Union[GroupRecord, _Mapping]]] = ..., counters: _Optional[_Iterable[int]] = ...) -> None: ...
+    positioned: bool
+    def __init__(self, error: _Optional[str] = ..., unknown: _Optional[bool] = ..., last_seq: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., delivered: _Optional[bool] = ..., node: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., records: _Optional[_Iterable[_Union[GroupRecord, _Mapping]]] = ..., counters: _Optional[_Iterable[int]] = ..., positioned: _Optional[bool] = ...) -> None: ...
 
 class CreateGroupRequest(_message.Message):
     __slots__ = ("name", "creator")
