@@ -310,6 +310,34 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim(args: argparse.Namespace) -> int:
+    from chord import simulate
+
+    try:
+        if args.sim_command == "ring":
+            result = simulate.run(simulate.ring_experiment(
+                args.nodes, args.seed, args.lookups, args.fail_fraction, args.successors,
+                repair=not args.no_repair, stabilize=args.stabilize_interval,
+                progress=args.progress))
+        elif args.sim_command == "churn":
+            result = simulate.run(simulate.churn_experiment(
+                args.nodes, args.seed, args.rate, args.periods, args.lookups))
+        else:
+            sizes = [max(1, round(args.min_size * (args.max_size / args.min_size) **
+                                  (i / max(1, args.groups - 1)))) for i in range(args.groups)]
+            result = simulate.run(simulate.mcast_experiment(
+                args.nodes, args.seed, args.groups, sizes, args.messages,
+                args.crash_fraction, progress=args.progress))
+    except simulate.InvariantViolation as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print_json(result)
+    else:
+        print_table(["figure", "value"], [[k, v] for k, v in result.items()])
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from chord.demo import run_demo
 
@@ -397,6 +425,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     mcast_cli.add_commands(sub, lambda s, name, func, help: add_client_command(
         s, name, lambda args: func(args, OUTPUT), help))
+
+    sim = sub.add_parser("sim", help="deterministic simulation in virtual time")
+    ssub = sim.add_subparsers(dest="sim_command", required=True)
+
+    def sim_cmd(name: str, help: str) -> argparse.ArgumentParser:
+        c = ssub.add_parser(name, help=help)
+        c.add_argument("--nodes", type=_positive(int, 2), default=1000)
+        c.add_argument("--seed", type=int, default=1)
+        c.add_argument("--json", action="store_true")
+        c.add_argument("--progress", action="store_true", help="progress on stderr")
+        c.set_defaults(func=cmd_sim)
+        return c
+
+    c = sim_cmd("ring", "build a ring, fail a fraction, repair, look up keys")
+    c.add_argument("--lookups", type=_positive(int, 1), default=10_000)
+    c.add_argument("--fail-fraction", type=float, default=0.0)
+    c.add_argument("--successors", type=_positive(int, 1), help="r (default 2*log2 N)")
+    c.add_argument("--no-repair", action="store_true",
+                   help="stop stabilization (the Chord paper's failure experiment)")
+    c.add_argument("--stabilize-interval", type=_positive(float, 0.01), default=1.0)
+    c = sim_cmd("churn", "Poisson joins and crashes while looking up keys")
+    c.add_argument("--rate", type=float, default=1.0, help="events per stabilization period")
+    c.add_argument("--periods", type=_positive(int, 1), default=10)
+    c.add_argument("--lookups", type=_positive(int, 50), default=2000)
+    c = sim_cmd("mcast", "Scribe groups: tree shape, stress, delay penalty, repair")
+    c.add_argument("--groups", type=_positive(int, 1), default=20)
+    c.add_argument("--min-size", type=_positive(int, 1), default=10)
+    c.add_argument("--max-size", type=_positive(int, 1), default=100)
+    c.add_argument("--messages", type=_positive(int, 1), default=100)
+    c.add_argument("--crash-fraction", type=float, default=0.0)
 
     demo = sub.add_parser("demo", help="start a local ring and show it working")
     demo.add_argument("--nodes", type=_positive(int, 2), default=8)

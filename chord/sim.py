@@ -18,7 +18,7 @@ from chord.ids import IdSpace
 from chord.kbr import Kbr
 from chord.memnet import MemoryNetwork
 from chord.node import ChordNode, NodeConfig
-from chord.ports import VirtualClock
+from chord.ports import Observer, VirtualClock
 from chord.storage import Storage
 
 
@@ -39,6 +39,7 @@ class SimRing:
     replicas: int = 3
     sync_interval: float = 5.0
     with_storage: bool = True
+    observer: Observer = field(default_factory=Observer)  # shared by every node
     nodes: dict[str, SimNode] = field(default_factory=dict)  # live nodes by address
     # More applications per node (e.g. multicast): name -> factory(kbr, rng) returning an
     # object with a start() method. Kept as factories so this module stays below the apps.
@@ -56,7 +57,7 @@ class SimRing:
     def _make(self, address: str) -> SimNode:
         node = ChordNode(
             self.space, address, self.net.transport(address), self.config,
-            clock=VirtualClock(), rng=random.Random(self.rng.random()),
+            clock=VirtualClock(), rng=random.Random(self.rng.random()), observer=self.observer,
         )
         kbr = Kbr(node)
         storage = (Storage(kbr, replicas=self.replicas, sync_interval=self.sync_interval)
