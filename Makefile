@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test proto lint bench clean system-deps
+.PHONY: demo test proto lint bench clean system-deps sim-report
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("chordcast needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -43,6 +43,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# Seeded simulator runs -> docs/simulation.md + docs/img/*.png (takes a while at full size).
+sim-report: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,report]'
+	$(PY) bench/sim_report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -185,8 +185,8 @@ class ChordNode:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for fut in self._pending.values():
-            if not fut.done():
-                fut.cancel()
+            if not fut.done():  # whoever waits gets an answer, not a cancellation
+                fut.set_result(pb.RouteResultRequest(error="the node stopped"))
         self._pending.clear()
 
     async def leave(self) -> None:
