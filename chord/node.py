@@ -457,18 +457,24 @@ class ChordNode:
             await self._finish(req, path, error=f"hop limit {self.config.max_hops} reached")
             return
         st = self.state
-        if st.owns(key) or not st.successors or (req.final and st.predecessor is None):
-            await self._deliver_here(req, key, origin, path)
-            return
-        if req.final:
-            # The sender thought we own key, but our predecessor is closer: it precedes us.
-            final, candidates = True, [st.predecessor]
-        else:
-            final, candidates = st.next_hops(key)
         prev_hop = node_from_pb(self.space, req.path[-1]) if req.path else None
-        for cand in candidates:
-            if cand is None or cand.id == self.me.id:
-                continue
+        tried: set[int] = set()
+        # Re-plan after every failed attempt: once dead nodes are forgotten, the owner may
+        # turn up in the successor list, or the key may turn out to be ours.
+        for _ in range(self.config.successors + self.space.bits):
+            if st.owns(key) or not st.successors or (req.final and st.predecessor is None):
+                await self._deliver_here(req, key, origin, path)
+                return
+            if req.final and st.predecessor is not None:
+                # The sender thought we own key, but our predecessor is closer: it precedes us.
+                final, candidates = True, [st.predecessor]
+            else:
+                final, candidates = st.next_hops(key)
+            cand = next((c for c in candidates if c.id != self.me.id and c.id not in tried),
+                        None)
+            if cand is None:
+                break
+            tried.add(cand.id)
             payload = req.payload
             if req.app:
                 verdict = await self.upcalls.forward(key, req.app, payload, prev_hop, cand)
@@ -484,8 +490,8 @@ class ChordNode:
                 origin=req.origin, path=path, final=final, budget_ms=int(remaining * 1000),
             )
             try:
-                timeout = min(self.config.rpc_timeout, remaining)
-                await self._call(cand.address, "Route", nxt, timeout)
+                await self._call(cand.address, "Route", nxt, min(self.config.rpc_timeout,
+                                                                 remaining))
                 return
             except PeerUnavailable:
                 self._forget(cand.id)
