@@ -7,7 +7,9 @@ Applications (DHT storage, multicast) register under a name and get `route`, `se
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from chord.ids import IdSpace
 from chord.node import ChordNode, Forward, NeighborChange, RouteResult
@@ -89,7 +91,8 @@ class Kbr:
     def neighbors(self) -> tuple[NodeRef | None, list[NodeRef]]:
         return self.node.state.predecessor, list(self.node.state.successors)
 
-    def spawn(self, coro):  # type: ignore[no-untyped-def]
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a background task that ends with the node."""
         return self.node.spawn(coro)
 
     async def leave(self) -> None:
