@@ -55,6 +55,7 @@ class Responder:
         self.received = 0
         self.answered = 0
         self.dropped: Counter[str] = Counter()
+        self.last_drop: Rejected | None = None  # why the latest datagram got no answer
 
     def handle(self, data: bytes, source_ip: str, now: float, nonce: bytes) -> bytes | None:
         """One datagram in; the unicast answer to send back to its source, or None."""
@@ -73,6 +74,7 @@ class Responder:
                 self._remember(peer)
         except Rejected as exc:
             self.dropped[exc.reason] += 1
+            self.last_drop = exc
             return None
         self.answered += 1
         return self.codec.encode(make_message(DiscoveryMessage.ANSWER, me, self.space, now, nonce))

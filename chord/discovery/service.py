@@ -97,6 +97,9 @@ class DiscoveryListener:
             answer = self.responder.handle(data, addr[0], time.time(), os.urandom(NONCE_LEN))
             if answer is not None:
                 reply_transport.sendto(answer, addr)
+            else:
+                log.debug("dropped a discovery packet from %s: %s", addr[0],
+                          self.responder.last_drop)
 
         recv_transport, _ = await loop.create_datagram_endpoint(
             lambda: _Datagrams(on_probe), sock=recv)

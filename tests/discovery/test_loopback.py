@@ -159,3 +159,14 @@ def test_join_dns_expands_every_record(udp_port: int) -> None:
         assert "no address found" in lonely.log.read_text()
     finally:
         ring.stop()
+
+
+def test_require_join_without_any_answer_is_a_clear_error(udp_port: int) -> None:
+    ring = LocalRing(extra_args=["--discover", "broadcast", "--discovery-port", str(udp_port),
+                                 "--discovery-window", "0.1", "--require-join"])
+    try:
+        lonely = ring.spawn(join=[])
+        assert lonely.proc.wait(timeout=30) == 1
+        assert "no ring answered broadcast discovery" in lonely.log.read_text()
+    finally:
+        ring.stop()
