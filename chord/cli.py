@@ -26,6 +26,7 @@ from chord.discovery.net import (
 )
 from chord.discovery.service import MODES, DiscoveryConfig, query, read_key_file
 from chord.ids import MAX_BITS, MIN_BITS, IdError, IdSpace
+from chord.inputs import CannotRead, TooLarge, text_or_file
 from chord.service import NodeOptions, NodeServer
 from chord.storage import MAX_VALUE_BYTES
 from mcast import cli as mcast_cli
@@ -233,19 +234,13 @@ def cmd_lookup(args: argparse.Namespace) -> int:
 
 
 def cmd_put(args: argparse.Namespace) -> int:
-    if (args.value is None) == (args.file is None):
-        raise UsageError("give either VALUE or --file F")
-    if args.file is not None:
-        try:
-            with open(args.file, "rb") as f:
-                value = f.read(MAX_VALUE_BYTES + 1)
-        except OSError as exc:
-            raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
-        if len(value) > MAX_VALUE_BYTES:
-            print(f"error: {args.file} is larger than the 1 MiB value limit", file=sys.stderr)
-            return 1
-    else:
-        value = args.value.encode("utf-8")
+    try:
+        value = text_or_file(args.value, args.file, MAX_VALUE_BYTES, "VALUE", "value")
+    except CannotRead as exc:
+        raise UsageError(str(exc)) from None
+    except TooLarge as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     with NodeClient(args.via) as client:
         owner, version = client.put(args.key, value)
     if args.json:

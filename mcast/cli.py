@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from chord.inputs import CannotRead, TooLarge, text_or_file
 from mcast.client import Client, GroupMessage, McastClientError
 from mcast.scribe import MAX_PAYLOAD
 
@@ -22,18 +23,12 @@ def payload_fields(payload: bytes) -> dict[str, str]:
 
 
 def read_payload(args: argparse.Namespace) -> bytes:
-    if (args.text is None) == (args.file is None):
-        raise McastUsage("give either TEXT or --file F")
-    if args.file is None:
-        return str(args.text).encode("utf-8")
     try:
-        with open(args.file, "rb") as f:
-            data = f.read(MAX_PAYLOAD + 1)
-    except OSError as exc:
-        raise McastUsage(f"cannot read {args.file}: {exc.strerror}") from None
-    if len(data) > MAX_PAYLOAD:
-        raise McastClientError(f"{args.file} is larger than the 1 MiB payload limit")
-    return data
+        return text_or_file(args.text, args.file, MAX_PAYLOAD, "TEXT", "payload")
+    except CannotRead as exc:
+        raise McastUsage(str(exc)) from None
+    except TooLarge as exc:
+        raise McastClientError(str(exc)) from None
 
 
 class McastUsage(Exception):

@@ -1,0 +1,27 @@
+"""Reading a command-line payload: given as text, or from a file, under a size limit."""
+
+from __future__ import annotations
+
+
+class CannotRead(ValueError):
+    """The command line was wrong: both or neither given, or the file cannot be read."""
+
+
+class TooLarge(ValueError):
+    """The payload is over the limit (the operation fails; the command line was fine)."""
+
+
+def text_or_file(text: str | None, path: str | None, limit: int, arg: str, what: str) -> bytes:
+    """`arg` names the positional argument in messages, `what` the payload's kind."""
+    if (text is None) == (path is None):
+        raise CannotRead(f"give either {arg} or --file F")
+    if path is None:
+        return str(text).encode("utf-8")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)  # never more than one byte past the limit
+    except OSError as exc:
+        raise CannotRead(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise TooLarge(f"{path} is larger than the 1 MiB {what} limit")
+    return data
