@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import logging
 import random
-import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,7 +112,7 @@ class Scribe:
                  rng: random.Random | None = None) -> None:
         self.kbr = kbr
         self.config = config or ScribeConfig()
-        self.rng = rng or random.Random(secrets.randbits(64))
+        self.rng = rng or random.Random()
         self.groups: dict[str, GroupState] = {}
         self.roots: dict[str, RootState] = {}
         self.replicas: dict[str, RootState] = {}
@@ -121,11 +120,6 @@ class Scribe:
         self._links: dict[tuple[str, str], _ChildLink] = {}
         self._next_member = 0
         self._next_message = 0
-        # Counters for operators and tests.
-        self.forwarded = 0
-        self.delivered = 0
-        self.repairs = 0
-        self.gaps_repaired = 0
         kbr.register(self)
 
     # ============================================================ helpers
@@ -368,7 +362,6 @@ class Scribe:
             for m in messages:
                 member.offer(g.name, m)
         if g.members:
-            self.delivered += len(messages) * len(g.members)
             obs, now = self.kbr.observer, self.kbr.clock.wall()
             obs.mcast("delivered", len(messages) * len(g.members))
             for m in messages:
@@ -402,7 +395,6 @@ class Scribe:
                     if g is not None:
                         self._drop_child(g, child.address)
                     return
-                self.forwarded += len(batch)
                 self.kbr.observer.mcast("forwarded", len(batch))
         finally:
             link.busy = False
@@ -472,7 +464,6 @@ class Scribe:
                     member.gap(g.name, lost_upto)
                 self.kbr.observer.mcast("gap_lost")
                 self._disseminate(g, g.skip_to(lost_upto))
-        self.gaps_repaired += 1
         self.kbr.observer.mcast("gap_repaired")
         self._disseminate(g, g.accept(messages))
 
@@ -869,7 +860,6 @@ class Scribe:
 
     async def _rejoin(self, g: GroupState) -> None:
         g.parent = None
-        self.repairs += 1
         self.kbr.observer.mcast("tree_repair")
         try:
             await self._join_tree(g)
