@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,8 @@ def path_length(max_exp: int, lookups: int) -> list[dict[str, Any]]:
     for e in range(4, max_exp + 1):
         n = 2**e
         log(f"path length: N = {n}")
-        rows.append(simulate.run(simulate.ring_experiment(n, SEED, lookups, successors=8)))
+        rows.append(simulate.run(simulate.ring_experiment(n, SEED, lookups, successors=8,
+                                                          form="stable")))
     return rows
 
 
@@ -47,7 +49,7 @@ def failures(n: int, lookups: int) -> list[dict[str, Any]]:
     for f in (0.1, 0.2, 0.3, 0.4, 0.5):
         log(f"failure: {int(f * 100)}% of {n}")
         rows.append(simulate.run(simulate.ring_experiment(
-            n, SEED, lookups, fail_fraction=f, repair=False)))
+            n, SEED, lookups, fail_fraction=f, repair=False, form="stable")))
     return rows
 
 
@@ -72,11 +74,24 @@ def scribe(n: int, groups: int, min_size: int, max_size: int, messages: int,
 
 
 def big_run(n: int, lookups: int) -> dict[str, Any]:
-    log(f"scale: {n} nodes, {lookups} lookups")
-    result = simulate.run(simulate.ring_experiment(n, SEED, lookups, successors=8,
-                                                   progress=True))
+    log(f"scale: {n} nodes formed by joins, {lookups} lookups")
+    result = simulate.run(simulate.ring_experiment(n, SEED, lookups, progress=True))
+    # The high-water mark of this process, so run this section on its own (it is the largest).
     result["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["command"] = (f"chordcast sim ring --nodes {n} --lookups {lookups} --seed {SEED} "
+                         "--progress")
     return result
+
+
+def code_version() -> str:
+    """The commit the figures came from (marked if the working tree differed from it)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "chord", "mcast", "protos")
+    return commit + ("+changes" if dirty else "")
 
 
 def plot(paths: list[dict[str, Any]], fails: list[dict[str, Any]]) -> list[str]:
@@ -109,7 +124,8 @@ def plot(paths: list[dict[str, Any]], fails: list[dict[str, Any]]) -> list[str]:
     return ["img/path_length.png", "img/failures.png"]
 
 
-SECTIONS = ("path_length", "failures", "churn", "scribe", "scribe_full", "scale")
+SECTIONS = ("path_length", "failures", "churn", "scribe", "scribe_full", "scribe_full_crash",
+            "scale")
 
 
 def run_section(name: str, quick: bool) -> Any:
@@ -125,9 +141,10 @@ def run_section(name: str, quick: bool) -> Any:
         # does 2,000 nodes and 50 groups of 10..1,000 in reasonable time (see the notes).
         return scribe(300 if q else 2_000, 5 if q else 50, 10, 100 if q else 1000,
                       20 if q else 100)
-    if name == "scribe_full":  # ~35 minutes on one core
+    if name in ("scribe_full", "scribe_full_crash"):  # each ~30 minutes on one core
+        crash = 0.2 if name.endswith("crash") else 0.0
         return scribe(500 if q else 10_000, 10 if q else 100, 10, 200 if q else 5000,
-                      20 if q else 100, crashes=(0.0,))
+                      20 if q else 100, crashes=(crash,))
     return big_run(1000 if q else 10_000, 5000 if q else 100_000)
 
 
@@ -137,15 +154,27 @@ def main() -> None:
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help="which experiments to (re)run; the others are kept from "
                          "docs/simulation.json")
+    ap.add_argument("--merge", action="append", default=[], metavar="SECTION=FILE",
+                    help="take a one-row section from the saved `chordcast sim ... --json` "
+                         "output of the same run (e.g. the long Scribe runs, done in parallel)")
     args = ap.parse_args()
     started = time.time()
     store = DOCS / "simulation.json"
     data: dict[str, Any] = json.loads(store.read_text()) if store.exists() else {}
     data["seed"] = SEED
+    data.setdefault("code", {})
+    for spec in args.merge:
+        name, _, path = spec.partition("=")
+        if name not in SECTIONS:
+            sys.exit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
+        row = json.loads(Path(path).read_text())
+        data[name] = row if name == "scale" else [row]
+        data["code"][name] = code_version()
     for name in [s for s in args.sections.split(",") if s]:
         if name not in SECTIONS:
             sys.exit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
         data[name] = run_section(name, args.quick)
+        data["code"][name] = code_version()
         DOCS.mkdir(exist_ok=True)
         store.write_text(json.dumps(data, indent=1) + "\n")  # keep what is done so far
     data.setdefault("minutes", {})
@@ -155,7 +184,8 @@ def main() -> None:
         log("some sections have not run yet: docs/simulation.md is written once all have")
         return
     paths, fails, churns = data["path_length"], data["failures"], data["churn"]
-    scribes, big = data["scribe"] + data["scribe_full"], data["scale"]
+    scribes = data["scribe"] + data["scribe_full"] + data["scribe_full_crash"]
+    big = data["scale"]
     images = plot(paths, fails)
     md = [
         "# Simulation report",
@@ -172,14 +202,19 @@ def main() -> None:
         "",
         "## Scale",
         "",
-        table(["nodes", "lookups", "hops mean", "correct", "virtual s", "wall s", "max RSS MiB"],
-              [[big["nodes"], big["lookups"], big["hops_mean"], big["correct_fraction"],
+        table(["nodes", "formed by", "formed at (virtual s)", "lookups", "hops mean",
+               "1st/99th pct", "correct", "virtual s", "wall s", "max RSS MiB"],
+              [[big["nodes"], f"{big['form']} ({big['join_failures']} retried)",
+                big["formed_virtual_seconds"], big["lookups"], big["hops_mean"],
+                f"{big['hops_p1']}/{big['hops_p99']}", big["correct_fraction"],
                 big["virtual_seconds"], big["wall_seconds"], big["max_rss_mib"]]]),
         "",
-        "The same run from the command line: `chordcast sim ring --nodes 10000 --lookups "
-        f"100000 --successors 8 --seed {SEED} --progress`. The ring is built as a stable base "
-        "(every pointer from the oracle, as in Zave's proofs and the Chord paper's "
-        "experiments); 10,000 successive joins are not simulated at this size.",
+        f"The same run from the command line: `{big['command']}`. The ring is formed by "
+        "joins: one node founds it, then waves of concurrent joins through random members, "
+        "each wave at most as large as the ring, the next one once every successor pointer "
+        "is right; Zave's invariants are checked after every wave. A newcomer takes its "
+        "successor's fingers as hints and confirms each with one call; r = 2·log2 N = 28, "
+        "stabilization every 1 s, 1,000 lookups in flight.",
         "",
         "## Path length vs N (r = 8, stable ring, 10,000 lookups per size)",
         "",
@@ -213,22 +248,44 @@ def main() -> None:
         "## Scribe (pair latencies 10-100 ms; group sizes log-spaced)",
         "",
         "Rows: 2,000 nodes with 50 groups of 10..1,000 members, without and with 20% of the "
-        "forwarders crashing during traffic; then 10,000 nodes with 100 groups of 10..5,000 "
-        "members (82,031 members) without crashes.",
+        "forwarders crashing during traffic; then the full size, 10,000 nodes with 100 groups "
+        "of 10..5,000 members (82,031 members), without and with 20% of the forwarders "
+        "crashing. Multicast parent timeout 30 s (children refresh every ~10 s).",
         "",
         "Delay is from the root's stamp to delivery; the stamp comes before the root copies "
         "the message to its replicas, so every delay includes that round trip (the price of "
-        "gap-free root failover). Delay penalty = delay / direct unicast latency root→member.",
+        "gap-free root failover). Delay penalty = delay / direct unicast latency root→member. "
+        "Delivered = distinct expected messages that arrived / expected, over live members.",
         "",
         table(["nodes", "groups", "members", "forwarders crashed", "exactly-once in order",
-               "depth mean/max",
+               "delivered", "depth mean/max",
                "children mean/max", "msgs per delivery", "delay p50/p99 ms", "delay penalty",
                "settle s"],
               [[r["nodes"], r["groups"], r["members"], r["crashed_forwarders"],
-                r["exactly_once_in_order_fraction"],
+                r["exactly_once_in_order_fraction"], r.get("delivered_fraction", "-"),
                 f"{r['depth_mean']}/{r['depth_max']}", f"{r['stress_mean']}/{r['stress_max']}",
                 r["messages_per_delivery"], f"{r['delay_p50_ms']}/{r['delay_p99_ms']}",
                 r["delay_penalty_mean"], r["settle_seconds"]] for r in scribes]),
+        "",
+        "### Tree repair after forwarder crashes",
+        "",
+        "Per subtree cut off by a crash (a live tree node whose parent crashed): the time "
+        "from the crash until that node hangs from a live parent again, sampled every 0.1 "
+        "virtual seconds. Detection waits for the next refresh to the parent (every ~10 s) "
+        "or for a data message to fail.",
+        "",
+        table(["nodes", "groups", "forwarders crashed", "subtrees cut off", "never repaired",
+               "repair p50 s", "repair p99 s", "repair max s"],
+              [[r["nodes"], r["groups"], r["crashed_forwarders"], r["orphaned_subtrees"],
+                r["unrepaired_subtrees"], r["repair_p50_s"], r["repair_p99_s"],
+                r["repair_max_s"]] for r in scribes if r["crashed_forwarders"]]),
+        "",
+        "## Reproducing",
+        "",
+        "Each section names the commit that produced it (`+changes`: the working tree had "
+        f"protocol changes not yet committed): {data['code']}. Long sections can run in "
+        "parallel from the command line and be merged with `python bench/sim_report.py "
+        "--sections '' --merge SECTION=FILE`.",
         "",
     ]
     (DOCS / "simulation.md").write_text("\n".join(md))

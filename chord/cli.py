@@ -313,7 +313,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             result = simulate.run(simulate.ring_experiment(
                 args.nodes, args.seed, args.lookups, args.fail_fraction, args.successors,
                 repair=not args.no_repair, stabilize=args.stabilize_interval,
-                progress=args.progress))
+                progress=args.progress, form=args.form))
         elif args.sim_command == "churn":
             result = simulate.run(simulate.churn_experiment(
                 args.nodes, args.seed, args.rate, args.periods, args.lookups))
@@ -440,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-repair", action="store_true",
                    help="stop stabilization (the Chord paper's failure experiment)")
     c.add_argument("--stabilize-interval", type=_positive(float, 0.01), default=1.0)
+    c.add_argument("--form", choices=["joins", "stable"], default="joins",
+                   help="form the ring by joins (default) or start from the oracle's "
+                        "stable base (faster; the Chord paper's setting)")
     c = sim_cmd("churn", "Poisson joins and crashes while looking up keys")
     c.add_argument("--rate", type=float, default=1.0, help="events per stabilization period")
     c.add_argument("--periods", type=_positive(int, 1), default=10)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 MIN_BITS = 3
 MAX_BITS = 160  # SHA-1 gives 160 bits; more would invent entropy
@@ -26,15 +27,15 @@ class IdSpace:
         if not MIN_BITS <= self.bits <= MAX_BITS:
             raise IdError(f"id bits must be between {MIN_BITS} and {MAX_BITS}, got {self.bits}")
 
-    @property
+    @cached_property  # read on every hop of every message
     def size(self) -> int:
         return 1 << self.bits
 
-    @property
+    @cached_property
     def hex_digits(self) -> int:
         return (self.bits + 3) // 4
 
-    @property
+    @cached_property
     def byte_len(self) -> int:
         return (self.bits + 7) // 8
 

@@ -133,10 +133,13 @@ class MemoryNetwork:
 
 
 class MemoryTransport:
-    """Calls as timers and callbacks on the loop (no task per call): a request arrives after
-    the link's latency, the handler runs as a task, the reply travels back; the caller's
-    deadline fires unless the reply came first. A request whose caller gave up is still
-    handled, as it would be on a real network."""
+    """Calls as timers and callbacks on the loop: a request arrives after the link's latency,
+    the handler runs, the reply travels back; the caller's deadline fires unless the reply came
+    first. A request whose caller gave up is still handled, as it would be on a real network.
+
+    Two shortcuts keep a message cheap (the simulator sends millions) without changing what
+    any caller can observe: a handler that finishes without waiting runs inline instead of as
+    a task, and the deadline timer is only scheduled once the reply is known to miss it."""
 
     def __init__(self, net: MemoryNetwork, address: str) -> None:
         self.net = net
@@ -146,52 +149,134 @@ class MemoryTransport:
         net, loop = self.net, asyncio.get_running_loop()
         net.messages += 1
         net.calls[method] += 1
+        now = loop.time()
         if net.trace is not None:
-            net.trace.append((round(loop.time(), 9), self.address, address, method))
-        fut: asyncio.Future[Message] = loop.create_future()
-        timer = loop.call_later(timeout, _expire, fut, address, method, timeout)
-        loop.call_later(net.latency(self.address, address, net.rng), _arrive, net,
-                        self.address, address, method, request, fut)
+            net.trace.append((round(now, 9), self.address, address, method))
+        pending = _Pending(loop.create_future(), address, method, timeout, now + timeout)
+        latency = net.latency(self.address, address, net.rng)
+        if now + latency >= pending.deadline:
+            pending.expire_at_deadline(loop)  # arrives too late, but is still handled
+        loop.call_at(now + latency, _arrive, net, self.address, address, method, request,
+                     pending)
         try:
-            return await fut
+            return await pending.fut
         finally:
-            timer.cancel()
+            pending.disarm()
 
 
-def _expire(fut: asyncio.Future[Message], address: str, method: str, timeout: float) -> None:
-    if not fut.done():
-        fut.set_exception(PeerUnavailable(address, f"{method} timed out after {timeout:g}s"))
+class _Pending:
+    """One call in flight: the caller's future and, once needed, its deadline timer."""
+
+    __slots__ = ("address", "deadline", "fut", "method", "timeout", "timer")
+
+    def __init__(self, fut: asyncio.Future[Message], address: str, method: str,
+                 timeout: float, deadline: float) -> None:
+        self.fut = fut
+        self.address = address
+        self.method = method
+        self.timeout = timeout
+        self.deadline = deadline
+        self.timer: asyncio.TimerHandle | None = None
+
+    def expire_at_deadline(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.timer is None and not self.fut.done():
+            self.timer = loop.call_at(self.deadline, self._expire)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def _expire(self) -> None:
+        if not self.fut.done():
+            self.fut.set_exception(PeerUnavailable(
+                self.address, f"{self.method} timed out after {self.timeout:g}s"))
 
 
 def _arrive(net: MemoryNetwork, src: str, dst: str, method: str, request: Message,
-            fut: asyncio.Future[Message]) -> None:
+            pending: _Pending) -> None:
+    loop = asyncio.get_running_loop()
     handler = net.handlers.get(dst)
     if handler is None or net._dropped(src, dst):
-        return  # silence: the caller's deadline fires
-    task = asyncio.get_running_loop().create_task(handler(method, net._copy(request)))
-    task.add_done_callback(lambda t: _answer(net, src, dst, method, t, fut))
-
-
-def _answer(net: MemoryNetwork, src: str, dst: str, method: str, task: asyncio.Task[Message],
-            fut: asyncio.Future[Message]) -> None:
-    if task.cancelled():
+        pending.expire_at_deadline(loop)  # silence: the caller's deadline fires
         return
-    exc = task.exception()
+    coro = handler(method, net._copy(request))
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration as done:
+        _answer(net, src, dst, method, done.value, None, pending)
+        return
+    except Exception as exc:
+        _answer(net, src, dst, method, None, exc, pending)
+        return
+    # The handler waits for something: it goes on as a task, and may take any time.
+    pending.expire_at_deadline(loop)
+    task = loop.create_task(_resume(_Started(coro, waiting_on)))
+    task.add_done_callback(lambda t: None if t.cancelled() else _answer(
+        net, src, dst, method, None if t.exception() else t.result(), t.exception(), pending))
+
+
+_NOTHING = object()
+
+
+class _Started:
+    """A coroutine that already ran up to its first await, made awaitable again: the first
+    step hands back what it was waiting on, later steps go straight to the coroutine."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> _Started:
+        return self
+
+    def __iter__(self) -> _Started:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, value: Any) -> Any:
+        first, self._first = self._first, _NOTHING
+        return first if first is not _NOTHING else self._coro.send(value)
+
+    def throw(self, *exc: Any) -> Any:
+        return self._coro.throw(*exc)
+
+    def close(self) -> None:
+        self._coro.close()
+
+
+async def _resume(started: _Started) -> Message:
+    return await started  # type: ignore[no-any-return]
+
+
+def _answer(net: MemoryNetwork, src: str, dst: str, method: str, result: Message | None,
+            exc: BaseException | None, pending: _Pending) -> None:
     if exc is None:
-        outcome: Message | Exception = net._copy(task.result())
+        outcome: Message | Exception = net._copy(result)  # type: ignore[arg-type]
     elif isinstance(exc, InvalidRequest):
         outcome = RemoteError(dst, "INVALID_ARGUMENT", str(exc))
     else:  # what a gRPC server would report as INTERNAL
         log.error("handler %s on %s failed", method, dst, exc_info=exc)
         outcome = RemoteError(dst, "INTERNAL", str(exc))
-    asyncio.get_running_loop().call_later(net.latency(dst, src, net.rng), _reply, net, src,
-                                          dst, outcome, fut)
+    loop = asyncio.get_running_loop()
+    at = loop.time() + net.latency(dst, src, net.rng)
+    if at >= pending.deadline:
+        pending.expire_at_deadline(loop)  # the reply would come too late
+        return
+    loop.call_at(at, _reply, net, src, dst, outcome, pending)
 
 
 def _reply(net: MemoryNetwork, src: str, dst: str, outcome: Message | Exception,
-           fut: asyncio.Future[Message]) -> None:
-    if fut.done() or dst not in net.handlers or net._dropped(dst, src):
-        return  # too late, crashed while answering, or the reply was lost
+           pending: _Pending) -> None:
+    fut = pending.fut
+    if fut.done():
+        return  # the caller gave up
+    if dst not in net.handlers or net._dropped(dst, src):
+        pending.expire_at_deadline(asyncio.get_running_loop())  # crashed, or the reply was lost
+        return
     if isinstance(outcome, Exception):
         fut.set_exception(outcome)
     else:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Protocol
 
 from google.protobuf.message import Message
 
-from chord.ids import IdSpace, between
+from chord.ids import IdSpace, between, between_right
 from chord.ports import Clock, InvalidRequest, Observer, PeerUnavailable, RemoteError, Transport
 from chord.state import NodeRef, RingState
 from chord.wire import key_from_pb, node_from_pb, node_to_pb, nodes_from_pb, nodes_to_pb
@@ -118,6 +118,9 @@ class ChordNode:
         self.space = space
         self.config = config or NodeConfig()
         self.me = NodeRef(space.hash_address(address), address)
+        self._me_pb = node_to_pb(space, self.me)
+        self._neighbors_cache: tuple[list[NodeRef] | None, NodeRef | None,
+                                     pb.GetNeighborsReply] = (None, None, pb.GetNeighborsReply())
         self.state = RingState(space, self.me, self.config.successors)
         self.transport = transport
         self.clock = clock or Clock()
@@ -233,6 +236,10 @@ class ChordNode:
 
     async def _maintain(self) -> None:
         interval = self.config.stabilize_interval
+        if not any(self.state.fingers):
+            # A node that just joined finds all its fingers at once (the Chord paper's join),
+            # so it routes in O(log N) hops from the start rather than after ~log N rounds.
+            await self.fill_fingers()
         while self.running:
             try:
                 await self.stabilize()
@@ -267,18 +274,22 @@ class ChordNode:
                     self.observer.repaired("successor")
                     continue
                 self.state.adopt_successors(head, nodes_from_pb(self.space, reply.successors))
-                if reply.HasField("predecessor"):
+                # Follow predecessors back towards us while they are closer (bounded): nodes
+                # that joined into one gap together are all adopted in one round, not one per
+                # round. Each is adopted only after it answered.
+                for _ in range(self.state.r):
+                    if not reply.HasField("predecessor"):
+                        break
                     p = node_from_pb(self.space, reply.predecessor)
-                    if between(p.id, self.me.id, head.id):
-                        try:
-                            preply = await self._call(
-                                p.address, "GetNeighbors", pb.GetNeighborsRequest()
-                            )
-                            self.state.adopt_successors(
-                                p, nodes_from_pb(self.space, preply.successors)
-                            )
-                        except (PeerUnavailable, RemoteError):
-                            pass  # never adopt a node that did not answer
+                    if not between(p.id, self.me.id, head.id):
+                        break
+                    try:
+                        reply = await self._call(p.address, "GetNeighbors",
+                                                 pb.GetNeighborsRequest())
+                    except (PeerUnavailable, RemoteError):
+                        break  # never adopt a node that did not answer
+                    self.state.adopt_successors(p, nodes_from_pb(self.space, reply.successors))
+                    head = p
                 break
         finally:
             self._changed(before)
@@ -304,19 +315,35 @@ class ChordNode:
             return None
         return pred
 
-    async def fix_fingers(self) -> None:
-        """Refresh one finger (and every later finger the same node covers)."""
+    async def fix_fingers(self, hints: list[NodeRef] | None = None) -> None:
+        """Refresh one finger (and every later finger the same node covers).
+
+        A finger that answers and whose predecessor precedes the finger's start is still the
+        successor of that start: one call confirms it (a few if nodes joined in between), and
+        only a failed check costs a lookup. A settled ring's maintenance stays at a few calls
+        per round."""
         if not self.state.successors:
             self.state.fingers = [None] * self.space.bits
             return
         i = self._next_finger
         start = self.space.finger_start(self.me.id, i)
+        old = self.state.fingers[i]
+        # A hint (a neighbour's finger) is the first known node at or after start.
+        dist = self.space.distance
+        near = old or next((h for h in hints or []
+                            if dist(self.me.id, h.id) >= dist(self.me.id, start)), None)
+        found = await self._confirm_finger(near, start) if near is not None else None
+        if found is not None:
+            if old is not None:
+                self.observer.finger_checked(found.id == old.id)
+            self._next_finger = self.state.set_finger_run(i, found)
+            return
+        old = self.state.fingers[i]
         try:
             result = await self._originate(start, "", b"", first_hop=None, observe=False)
         except LookupFailed:
             self._next_finger = (i + 1) % self.space.bits
             return
-        old = self.state.fingers[i]
         if old is not None or result.owner.id != self.me.id:
             self.observer.finger_checked(old is not None and old.id == result.owner.id)
         if result.owner.id == self.me.id:
@@ -325,6 +352,56 @@ class ChordNode:
             self._next_finger = 0
             return
         self._next_finger = self.state.set_finger_run(i, result.owner)
+
+    async def _confirm_finger(self, node: NodeRef, start: int) -> NodeRef | None:
+        """The successor of `start`, found by asking `node` (a node at or after start) and
+        walking back along predecessor pointers while they are still at or after start: a
+        few calls where a lookup would take about log2 N hops. None if the walk does not
+        end within a few steps; only a node that answered is ever returned."""
+        for _ in range(3):
+            try:
+                reply = await self._call(node.address, "GetNeighbors", pb.GetNeighborsRequest())
+            except (PeerUnavailable, RemoteError):
+                before = self._snapshot()
+                self.state.forget(node.id)
+                self._changed(before)
+                self.observer.repaired("finger")
+                return None
+            if not reply.HasField("predecessor"):
+                return None
+            pred = node_from_pb(self.space, reply.predecessor)
+            if between_right(start, pred.id, node.id):
+                return node
+            dist = self.space.distance
+            if pred.id == self.me.id or dist(start, pred.id) >= dist(start, node.id):
+                return None  # pointers disagree with the ring: leave it to a lookup
+            node = pred  # someone joined between start and node
+        return None
+
+    async def fill_fingers(self) -> None:
+        """Find every finger once. The successor's fingers serve as hints (the Chord paper's
+        join): a hint confirmed with one call saves a lookup of about log2 N hops."""
+        self._next_finger = 0
+        hints: list[NodeRef] = []
+        if self.state.successors:
+            try:
+                reply = await self._call(self.state.successors[0].address, "GetNeighbors",
+                                         pb.GetNeighborsRequest(with_fingers=True))
+                hints = nodes_from_pb(self.space, [*reply.successors, *reply.fingers])
+            except (PeerUnavailable, RemoteError):
+                pass  # no hints: plain lookups
+        hints = sorted({h.id: h for h in hints if h.id != self.me.id}.values(),
+                       key=lambda h: self.space.distance(self.me.id, h.id))
+        for _ in range(self.space.bits):
+            try:
+                await self.fix_fingers(hints)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("filling fingers failed on %s", self.me.address)
+                return
+            if self._next_finger == 0:
+                return
 
     async def check_predecessor(self) -> None:
         pred = self.state.predecessor
@@ -546,11 +623,28 @@ class ChordNode:
 
     async def _on_get_neighbors(self, req: pb.GetNeighborsRequest) -> pb.GetNeighborsReply:
         st = self.state
-        return pb.GetNeighborsReply(
-            node=self._pb_me(),
-            predecessor=node_to_pb(self.space, st.predecessor) if st.predecessor else None,
-            successors=nodes_to_pb(self.space, st.successors),
-        )
+        if req.with_fingers:
+            reply = pb.GetNeighborsReply()
+            reply.CopyFrom(self._neighbors_pb())
+            reply.fingers.extend(nodes_to_pb(self.space, st.distinct_fingers()))
+            return reply
+        return self._neighbors_pb()
+
+    def _neighbors_pb(self) -> pb.GetNeighborsReply:
+        # The most frequent answer of all (every stabilization round, every finger check):
+        # built again only when the neighbours changed. The successor list is only ever
+        # replaced whole, so its identity tells whether it changed. Callers never mutate it.
+        st = self.state
+        key = (st.successors, st.predecessor)
+        cached_succ, cached_pred, reply = self._neighbors_cache
+        if cached_succ is not key[0] or cached_pred != key[1]:
+            reply = pb.GetNeighborsReply(
+                node=self._pb_me(),
+                predecessor=node_to_pb(self.space, st.predecessor) if st.predecessor else None,
+                successors=nodes_to_pb(self.space, st.successors),
+            )
+            self._neighbors_cache = (st.successors, st.predecessor, reply)
+        return reply
 
     async def _on_rectify(self, req: pb.RectifyRequest) -> pb.RectifyReply:
         """Zave's rectify: adopt the candidate if we have no predecessor, if it is closer than
@@ -701,7 +795,8 @@ class ChordNode:
         self.observer.repaired("next_hop")
 
     def _pb_me(self) -> pb.Node:
-        return node_to_pb(self.space, self.me)
+        # Built once: assigning a message to a field copies it, so sharing it is safe.
+        return self._me_pb
 
     def _snapshot(self) -> tuple[list[NodeRef], NodeRef | None]:
         return list(self.state.successors), self.state.predecessor

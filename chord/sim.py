@@ -48,6 +48,7 @@ class SimRing:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self._counter = 0
+        self._ids: list[int] | None = None  # the oracle's sorted live ids, None when stale
 
     def new_address(self) -> str:
         self._counter += 1
@@ -73,7 +74,15 @@ class SimRing:
             sim.storage.start()
         for app in sim.apps.values():
             app.start()
+        self._enter(sim)
+
+    def _enter(self, sim: SimNode) -> None:
         self.nodes[sim.node.me.address] = sim
+        self._ids = None
+
+    def _remove(self, address: str) -> SimNode:
+        self._ids = None
+        return self.nodes.pop(address)
 
     async def add(self, address: str | None = None, via: str | None = None) -> SimNode:
         """Start a node and join it through `via` (default: a random live node)."""
@@ -109,7 +118,29 @@ class SimRing:
             if maintain:
                 self._start(sim)
             else:
-                self.nodes[sim.node.me.address] = sim
+                self._enter(sim)
+
+    async def form(self, n: int, progress: Callable[[int], None] | None = None,
+                   max_rounds: int = 300) -> int:
+        """Form a ring of n nodes by joins, as a deployment would: one node founds it, then
+        waves of concurrent joins through random members, each wave at most as large as the
+        ring already is; between waves, wait (bounded) until every successor is right.
+        Returns how many joins failed and were retried in a later wave."""
+        if not self.nodes:
+            await self.add()
+        failed = 0
+        period = self.config.stabilize_interval
+        while len(self.nodes) < n:
+            wave = min(len(self.nodes), n - len(self.nodes))
+            outcomes = await asyncio.gather(*(self.add() for _ in range(wave)),
+                                            return_exceptions=True)
+            failed += sum(1 for o in outcomes if isinstance(o, BaseException))
+            if not await self.converge(timeout=max_rounds * period):
+                raise RuntimeError(f"{len(self.nodes)} nodes: successors still wrong after "
+                                   f"{max_rounds} stabilization rounds")
+            if progress:
+                progress(len(self.nodes))
+        return failed
 
     async def restart(self, address: str) -> SimNode:
         """A crashed node comes back at the same address with empty state and re-joins."""
@@ -124,21 +155,26 @@ class SimRing:
                 await asyncio.sleep(settle_every)
 
     async def crash(self, address: str) -> None:
-        sim = self.nodes.pop(address)
+        sim = self._remove(address)
         self.net.unregister(address)
         await sim.node.stop()
 
     async def leave(self, address: str) -> None:
-        sim = self.nodes.pop(address)
+        sim = self._remove(address)
         await sim.kbr.leave()
         self.net.unregister(address)
 
     # -- the oracle ----------------------------------------------------------------------
+    def _live_ids(self) -> list[int]:
+        if self._ids is None:  # cached: 100,000 lookups at 10,000 nodes each ask the oracle
+            self._ids = sorted(s.node.me.id for s in self.nodes.values())
+        return self._ids
+
     def sorted_ids(self) -> list[int]:
-        return sorted(s.node.me.id for s in self.nodes.values())
+        return list(self._live_ids())
 
     def owner_of(self, key: int) -> int:
-        ids = self.sorted_ids()
+        ids = self._live_ids()
         return ids[bisect.bisect_left(ids, key) % len(ids)]
 
     def successor_lists(self) -> dict[int, list[int]]:
@@ -150,7 +186,7 @@ class SimRing:
 
     def wrong_successors(self) -> int:
         """Live nodes whose successor is not the next live node on the ring."""
-        ids = self.sorted_ids()
+        ids = self._live_ids()
         nxt = {a: ids[(i + 1) % len(ids)] for i, a in enumerate(ids)}
         return sum(1 for s in self.nodes.values() if s.node.state.successor.id != nxt[s.node.me.id])
 

@@ -86,7 +86,7 @@ def check(ring: SimRing, seed: int) -> None:
         raise InvariantViolation(seed, asyncio.get_running_loop().time(), violations, trace)
 
 
-async def lookups(ring: SimRing, count: int, rng: random.Random, concurrency: int = 200,
+async def lookups(ring: SimRing, count: int, rng: random.Random, concurrency: int = 1000,
                   progress: bool = False) -> dict[str, Any]:
     """`count` lookups of random keys from random live nodes, `concurrency` at a time. A
     lookup is correct when it returns the live owner (the oracle at its completion)."""
@@ -112,7 +112,7 @@ async def lookups(ring: SimRing, count: int, rng: random.Random, concurrency: in
         batch = min(concurrency, count - done)
         await asyncio.gather(*(one() for _ in range(batch)))
         done += batch
-        if progress and (done // concurrency) % 50 == 0:
+        if progress and (done // concurrency) % 10 == 0:
             print(f"  {done}/{count} lookups", file=sys.stderr, flush=True)
     timeouts = (stats.counts["repaired_next_hop"] - before) if stats else 0
     return {
@@ -140,13 +140,33 @@ def new_ring(nodes: int, seed: int, successors: int, stabilize: float, bits: int
 
 async def ring_experiment(nodes: int, seed: int, lookup_count: int, fail_fraction: float = 0.0,
                           successors: int | None = None, repair: bool = True,
-                          stabilize: float = 1.0, progress: bool = False) -> dict[str, Any]:
-    """Build a ring, optionally fail a fraction of it at once, let it repair (or, with
-    repair=False, stop stabilization as in the Chord paper's failure experiment), then look up."""
+                          stabilize: float = 1.0, progress: bool = False,
+                          form: str = "joins") -> dict[str, Any]:
+    """Form a ring (by joins, or form="stable": the oracle's stable base), optionally fail a
+    fraction of it at once, let it repair (or, with repair=False, stop stabilization as in the
+    Chord paper's failure experiment), then look up."""
     r = successors or max(3, 2 * math.ceil(math.log2(max(nodes, 2))))
     rng = random.Random(seed)
     ring = new_ring(nodes, seed, r, stabilize, trace=True)
-    ring.build_stable(nodes, maintain=repair)
+    loop = asyncio.get_running_loop()
+    join_failures = 0
+    if form == "joins":
+        def report(n: int) -> None:
+            assert ring.net.trace is not None
+            del ring.net.trace[:-TRACE_TAIL]  # keep memory flat; the tail is what replays
+            check(ring, seed)
+            if progress:
+                print(f"  {n} nodes joined (t={loop.time():.0f}s)", file=sys.stderr, flush=True)
+
+        join_failures = await ring.form(nodes, report)
+        if not repair:
+            for sim in ring.nodes.values():
+                sim.node.running = False  # stabilization stops; lookups go on
+    elif form == "stable":
+        ring.build_stable(nodes, maintain=repair)
+    else:
+        raise ValueError(f"form must be 'joins' or 'stable', not {form!r}")
+    formed_at = loop.time()
     ring.net.trace = ring.net.trace[-10_000:] if ring.net.trace else []
     check(ring, seed)
     if fail_fraction > 0:
@@ -165,6 +185,8 @@ async def ring_experiment(nodes: int, seed: int, lookup_count: int, fail_fractio
     result = await lookups(ring, lookup_count, rng, progress=progress)
     await ring.stop()
     return {"nodes": nodes, "successors": r, "fail_fraction": fail_fraction,
+            "form": form, "formed_virtual_seconds": round(formed_at, 3),
+            "join_failures": join_failures,
             # check() raises on the first violation, so a finished run had none
             "repair": repair, **result, "invariant_violations": 0,
             "virtual_seconds": round(asyncio.get_running_loop().time(), 3)}
@@ -281,13 +303,21 @@ async def mcast_experiment(nodes: int, seed: int, groups: int, sizes: list[int],
 
     flow = asyncio.ensure_future(traffic())
     crashed = 0
+    repair_times: list[float] = []
+    orphans: set[tuple[str, str]] = set()
     if crash_fraction:
         await asyncio.sleep(1.0)
         forwarders = sorted(a for a, s in ring.nodes.items() if any(
             g.children and not g.is_root for g in s.apps["scribe"].groups.values()))
-        for address in rng.sample(forwarders, k=int(crash_fraction * len(forwarders))):
+        victims = set(rng.sample(forwarders, k=int(crash_fraction * len(forwarders))))
+        # The subtrees cut off: every (group, node) whose parent is about to crash.
+        orphans = {(name, a) for a, s in ring.nodes.items() if a not in victims
+                   for name, g in s.apps["scribe"].groups.items()
+                   if g.parent is not None and g.parent.address in victims}
+        for address in sorted(victims):
             await ring.crash(address)
             crashed += 1
+        watcher = asyncio.ensure_future(watch_repairs(ring, orphans, repair_times))
     await flow
     sent_all = loop.time()
     expected = {}
@@ -304,9 +334,12 @@ async def mcast_experiment(nodes: int, seed: int, groups: int, sizes: list[int],
             break
         await asyncio.sleep(1.0)
     settle_seconds = loop.time() - sent_all
+    unrepaired = await watcher if crash_fraction else 0
     live = [(k, v) for k, v in received.items() if k[1] in ring.nodes]
     exact = sum(1 for (n, _), v in live if v == expected[n])
     deliveries = sum(len(v) for _, v in live)
+    wanted = sum(len(expected[n]) for (n, _), _ in live)
+    unique = sum(len(set(v) & set(expected[n])) for (n, _), v in live)
     depths, stress = tree_shape(ring, names)
     forwarded = stats.counts["mcast_forwarded"] - forwarded_before
     await ring.stop()
@@ -314,6 +347,14 @@ async def mcast_experiment(nodes: int, seed: int, groups: int, sizes: list[int],
         "nodes": nodes, "groups": groups, "members": len(received), "messages": messages,
         "crashed_forwarders": crashed,
         "exactly_once_in_order_fraction": round(exact / max(1, len(live)), 6),
+        "delivered_fraction": round(unique / max(1, wanted), 6),
+        # per subtree cut off by a crash: from the crash until its top node hangs from a live
+        # parent again (0.1 s resolution); unrepaired ones are counted, not averaged in
+        "orphaned_subtrees": len(orphans),
+        "unrepaired_subtrees": unrepaired,
+        "repair_p50_s": round(percentile(repair_times, 50), 2) if repair_times else 0.0,
+        "repair_p99_s": round(percentile(repair_times, 99), 2) if repair_times else 0.0,
+        "repair_max_s": round(max(repair_times), 2) if repair_times else 0.0,
         "depth_mean": round(statistics.mean(depths), 3), "depth_max": max(depths),
         "stress_mean": round(statistics.mean(stress), 3), "stress_max": max(stress),
         "messages_per_delivery": round(forwarded / max(1, deliveries), 4),
@@ -324,6 +365,28 @@ async def mcast_experiment(nodes: int, seed: int, groups: int, sizes: list[int],
         "settle_seconds": round(settle_seconds, 2),
         "virtual_seconds": round(loop.time(), 3),
     }
+
+
+async def watch_repairs(ring: SimRing, orphans: set[tuple[str, str]], times: list[float],
+                        limit: float = 300.0, step: float = 0.1) -> int:
+    """Record, for each orphaned (group, node), how long until it has a live parent again
+    (or became the root). Bounded by `limit`; returns how many were never repaired."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    waiting = set(orphans)
+    while waiting and loop.time() - start < limit:
+        for key in sorted(waiting):
+            name, address = key
+            sim = ring.nodes.get(address)
+            g = sim.apps["scribe"].groups.get(name) if sim is not None else None
+            if sim is None or g is None:
+                waiting.discard(key)  # the node or its membership is gone: nothing to repair
+            elif g.is_root or (g.parent is not None and not g.rejoining
+                               and g.parent.address in ring.nodes):
+                times.append(loop.time() - start)
+                waiting.discard(key)
+        await asyncio.sleep(step)
+    return len(waiting)
 
 
 def tree_shape(ring: SimRing, names: list[str]) -> tuple[list[int], list[int]]:

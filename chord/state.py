@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from chord.ids import IdSpace, between, between_right
+from chord.ids import IdSpace, between_right
 
 
 class NodeRef(NamedTuple):
@@ -49,10 +49,6 @@ class RingState:
                 break
         self.successors = merged
 
-    def drop_head(self) -> None:
-        if self.successors:
-            self.successors.pop(0)
-
     # -- forgetting dead nodes -----------------------------------------------------------
     def forget(self, node_id: int) -> None:
         """A node did not answer: never keep a pointer to it (successors, fingers, predecessor)."""
@@ -80,16 +76,18 @@ class RingState:
 
     def preceding_candidates(self, key: int) -> list[NodeRef]:
         """Known nodes strictly between us and key, closest to key first (fallback order)."""
-        seen: set[int] = set()
-        found: list[NodeRef] = []
-        for node in [*self.fingers, *self.successors]:
-            if node is None or node.id in seen:
-                continue
-            seen.add(node.id)
-            if between(node.id, self.me.id, key):
-                found.append(node)
-        found.sort(key=lambda n: self.space.distance(n.id, key))
-        return found
+        # Inlined interval arithmetic: this runs on every hop of every lookup.
+        me, size = self.me.id, self.space.size
+        span = (key - me) % size or size  # (me, me) is the whole ring but me
+        found: dict[int, NodeRef] = {}
+        prev = None
+        for node in (*self.fingers, *self.successors):
+            if node is prev:
+                continue  # fingers come in runs of one node
+            prev = node
+            if node is not None and 0 < (node.id - me) % size < span:
+                found[node.id] = node
+        return sorted(found.values(), key=lambda n: (key - n.id) % size)
 
     def next_hops(self, key: int) -> tuple[bool, list[NodeRef]]:
         """Where to send a message for key: (True, [owner, later successors...]) when the owner

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from chord.ids import IdSpace
 from chord.ports import InvalidRequest
@@ -22,9 +23,16 @@ def nodes_to_pb(space: IdSpace, nodes: Iterable[NodeRef]) -> list[pb.Node]:
 
 def node_from_pb(space: IdSpace, msg: pb.Node) -> NodeRef:
     """Decode a peer-supplied node; a malformed one is an InvalidRequest, never a crash."""
-    if not msg.address or len(msg.address) > MAX_ADDRESS_LEN:
+    return _decode_node(space, msg.id, msg.address)
+
+
+@lru_cache(maxsize=1 << 16)
+def _decode_node(space: IdSpace, ident: bytes, address: str) -> NodeRef:
+    # Cached: successor lists carry the same few nodes over and over (a ring node decodes
+    # tens of them per stabilization round); a failed decode raises and is not cached.
+    if not address or len(address) > MAX_ADDRESS_LEN:
         raise InvalidRequest("node without a valid address")
-    return NodeRef(key_from_pb(space, msg.id), msg.address)
+    return NodeRef(key_from_pb(space, ident), address)
 
 
 def nodes_from_pb(space: IdSpace, msgs: Iterable[pb.Node]) -> list[NodeRef]:

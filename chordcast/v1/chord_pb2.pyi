@@ -25,18 +25,22 @@ class PingReply(_message.Message):
     def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ...) -> None: ...
 
 class GetNeighborsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("with_fingers",)
+    WITH_FINGERS_FIELD_NUMBER: _ClassVar[int]
+    with_fingers: bool
+    def __init__(self, with_fingers: _Optional[bool] = ...) -> None: ...
 
 class GetNeighborsReply(_message.Message):
-    __slots__ = ("node", "predecessor", "successors")
+    __slots__ = ("node", "predecessor", "successors", "fingers")
     NODE_FIELD_NUMBER: _ClassVar[int]
     PREDECESSOR_FIELD_NUMBER: _ClassVar[int]
     SUCCESSORS_FIELD_NUMBER: _ClassVar[int]
+    FINGERS_FIELD_NUMBER: _ClassVar[int]
     node: Node
     predecessor: Node
     successors: _containers.RepeatedCompositeFieldContainer[Node]
-    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., predecessor: _Optional[_Union[Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+    fingers: _containers.RepeatedCompositeFieldContainer[Node]
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., predecessor: _Optional[_Union[Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., fingers: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
 
 class RectifyRequest(_message.Message):
     __slots__ = ("candidate",)

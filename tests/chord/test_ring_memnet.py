@@ -7,7 +7,7 @@ import math
 import random
 import statistics
 
-from chord.ids import IdSpace
+from chord.ids import IdSpace, between
 from chord.memnet import MemoryNetwork
 from chord.node import NodeConfig
 from chord.sim import SimRing
@@ -130,6 +130,47 @@ def test_lookup_fails_cleanly_when_the_ring_is_cut_off(run_virtual) -> None:
             assert result.owner == origin.me
         assert loop.time() - start <= CONFIG.lookup_timeout + 1
         ring.net.heal()
+        await ring.stop()
+
+    run_virtual(scenario())
+
+
+def test_ring_formed_by_waves_of_concurrent_joins(run_virtual) -> None:
+    async def scenario() -> None:
+        ring = SimRing(config=CONFIG, net=MemoryNetwork(seed=5), seed=5, with_storage=False)
+        assert await ring.form(300) == 0  # no join had to be retried
+        assert len(ring.nodes) == 300
+        assert ring.wrong_successors() == 0 and ring.check_invariants() == []
+        # Each newcomer found its fingers on joining: O(log N) routes with no warm-up.
+        hops = await check_lookups(ring, 300, random.Random(5))
+        assert statistics.mean(hops) <= 0.5 * math.log2(300) + 1
+        await ring.stop()
+
+    run_virtual(scenario())
+
+
+def test_a_finger_overtaken_by_a_newcomer_is_fixed_without_a_lookup(run_virtual) -> None:
+    async def scenario() -> None:
+        ring = SimRing(config=CONFIG, net=MemoryNetwork(seed=9), seed=9, with_storage=False)
+        ring.build_stable(64, maintain=False)  # no background rounds: only what we call runs
+        x = ring.nodes[sorted(ring.nodes)[0]].node
+        i = ring.space.bits - 1
+        start, finger = ring.space.finger_start(x.me.id, i), x.state.fingers[i]
+        assert finger is not None
+        # An address whose node lands in (start, finger): the finger is no longer right.
+        address = next(a for a in (f"10.200.{k >> 8}.{k & 255}:4000" for k in range(65536))
+                       if between(ring.space.hash_address(a), start, finger.id))
+        newcomer = (await ring.add(address)).node
+        ids = ring.sorted_ids()
+        before = ids[ids.index(newcomer.me.id) - 1]
+        pred = next(s.node for s in ring.nodes.values() if s.node.me.id == before)
+        await pred.stabilize()  # one round: the newcomer now knows its predecessor
+        ring.net.trace = []
+        x._next_finger = i
+        await x.fix_fingers()
+        assert x.state.fingers[i] == newcomer.me
+        sent = [method for _, src, _, method in ring.net.trace if src == x.me.address]
+        assert sent == ["GetNeighbors", "GetNeighbors"]  # asked the finger, then the newcomer
         await ring.stop()
 
     run_virtual(scenario())

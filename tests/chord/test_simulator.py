@@ -113,6 +113,7 @@ def test_200_random_small_schedules_keep_every_invariant(run_virtual) -> None:
 @pytest.mark.slow
 def test_1000_nodes_half_fail_at_once_then_every_lookup_finds_the_live_owner() -> None:
     result = run(ring_experiment(1000, seed=7, lookup_count=2000, fail_fraction=0.5))
+    assert result["form"] == "joins" and result["join_failures"] == 0
     assert result["correct_fraction"] == 1.0 and result["failed_lookups"] == 0
     assert result["invariant_violations"] == 0
 
@@ -124,3 +125,6 @@ def test_1000_nodes_20_groups_forwarders_crash_during_traffic() -> None:
                                   crash_fraction=0.2))
     assert result["crashed_forwarders"] > 0
     assert result["exactly_once_in_order_fraction"] == 1.0
+    assert result["delivered_fraction"] == 1.0
+    assert result["orphaned_subtrees"] > 0 and result["unrepaired_subtrees"] == 0
+    assert 0 < result["repair_p50_s"] <= result["repair_max_s"] < 300
