@@ -322,7 +322,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
                                   (i / max(1, args.groups - 1)))) for i in range(args.groups)]
             result = simulate.run(simulate.mcast_experiment(
                 args.nodes, args.seed, args.groups, sizes, args.messages,
-                args.crash_fraction, progress=args.progress))
+                args.crash_fraction, progress=args.progress,
+                parent_timeout=args.parent_timeout))
     except simulate.InvariantViolation as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -453,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-size", type=_positive(int, 1), default=100)
     c.add_argument("--messages", type=_positive(int, 1), default=100)
     c.add_argument("--crash-fraction", type=float, default=0.0)
+    c.add_argument("--parent-timeout", type=_positive(float, 0.1), default=30.0,
+                   help="multicast soft-state timeout; children refresh every third of it, "
+                        "which bounds how fast a crashed forwarder is noticed")
 
     demo = sub.add_parser("demo", help="start a local ring and show it working")
     demo.add_argument("--nodes", type=_positive(int, 2), default=8)

@@ -10,9 +10,9 @@ the same timeouts they would see on a real network.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import random
-import selectors
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -24,44 +24,56 @@ from chord.ports import Handler, InvalidRequest, PeerUnavailable, RemoteError
 log = logging.getLogger(__name__)
 
 
-class _NoIOSelector(selectors.BaseSelector):
-    """Stands in for the OS selector: nothing is ever ready, so waiting means advancing time."""
-
-    def __init__(self, loop: VirtualTimeLoop) -> None:
-        self._loop = loop
-
-    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        raise RuntimeError("the virtual-time loop does no I/O")
-
-    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        raise RuntimeError("the virtual-time loop does no I/O")
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if timeout is None:
-            raise RuntimeError("deadlock: nothing is scheduled and nothing can wake the loop")
-        self._loop.advance(timeout)
-        return []
-
-    def get_map(self) -> Any:
-        return {}
-
-    def close(self) -> None:
-        pass
-
-
 class VirtualTimeLoop(asyncio.BaseEventLoop):  # type: ignore[misc]
+    """Runs what is ready; when nothing is, jumps to the next timer. No I/O at all.
+
+    Timers live in a heap of (when, sequence, handle): comparisons stay in C (the simulator
+    schedules millions of timers) and timers due at the same instant run in the order they
+    were scheduled, which keeps runs reproducible."""
+
     def __init__(self) -> None:
         super().__init__()
         self._now = 0.0
-        self._selector = _NoIOSelector(self)
         self._clock_resolution = 1e-9
+        self._timers: list[tuple[float, int, asyncio.TimerHandle]] = []
+        self._sequence = 0
 
     def time(self) -> float:
         return self._now
 
-    def advance(self, seconds: float) -> None:
-        if seconds > 0:
-            self._now += seconds
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any,
+                context: Any = None) -> asyncio.TimerHandle:
+        timer = asyncio.TimerHandle(when, callback, args, self, context)
+        self._sequence += 1
+        heapq.heappush(self._timers, (when, self._sequence, timer))
+        timer._scheduled = True  # type: ignore[attr-defined]
+        return timer
+
+    def pending_timers(self) -> int:
+        return sum(1 for _, _, t in self._timers if not t.cancelled())
+
+    def _run_once(self) -> None:
+        ready, timers = self._ready, self._timers  # type: ignore[attr-defined]
+        if not ready and not self._stopping:  # type: ignore[attr-defined]
+            while timers and timers[0][2].cancelled():
+                heapq.heappop(timers)
+            if not timers:
+                raise RuntimeError("deadlock: nothing is scheduled and nothing can wake the loop")
+            self._now = max(self._now, timers[0][0])
+        due = self._now + self._clock_resolution
+        while timers and timers[0][0] < due:
+            timer = heapq.heappop(timers)[2]
+            timer._scheduled = False  # type: ignore[attr-defined]
+            if not timer.cancelled():
+                ready.append(timer)
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle.cancelled():
+                handle._run()
+
+    def close(self) -> None:
+        self._timers.clear()
+        super().close()
 
     def _process_events(self, event_list: list[Any]) -> None:
         pass

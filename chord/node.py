@@ -542,13 +542,20 @@ class ChordNode:
             if st.owns(key) or not st.successors or (req.final and st.predecessor is None):
                 await self._deliver_here(req, key, origin, path)
                 return
-            if req.final and st.predecessor is not None:
+            towards_pred = req.final and st.predecessor is not None
+            if towards_pred:
                 # The sender thought we own key, but our predecessor is closer: it precedes us.
-                final, candidates = True, [st.predecessor]
+                final, candidates = True, [st.predecessor]  # type: ignore[list-item]
             else:
                 final, candidates = st.next_hops(key)
             cand = next((c for c in candidates if c.id != self.me.id and c.id not in tried),
                         None)
+            if cand is None and final and not towards_pred:
+                # Every node we hold for the owner failed (a dead entry can come back with a
+                # successor list adopted meanwhile): go on through the closest live node
+                # before the key, whose own list reaches further.
+                final = False
+                cand = next((c for c in st.preceding_candidates(key) if c.id not in tried), None)
             if cand is None:
                 break
             tried.add(cand.id)

@@ -189,6 +189,7 @@ async def ring_experiment(nodes: int, seed: int, lookup_count: int, fail_fractio
             "join_failures": join_failures,
             # check() raises on the first violation, so a finished run had none
             "repair": repair, **result, "invariant_violations": 0,
+            "messages": ring.net.messages,
             "virtual_seconds": round(asyncio.get_running_loop().time(), 3)}
 
 
@@ -292,14 +293,20 @@ async def mcast_experiment(nodes: int, seed: int, groups: int, sizes: list[int],
     assert isinstance(stats, SimStats)
     forwarded_before = stats.counts["mcast_forwarded"]
 
+    async def send(sender: Any, k: int) -> None:
+        try:
+            await sender.send(names[k % groups], f"m{k}".encode())
+        except McastError:
+            pass
+
     async def traffic() -> None:
+        # A steady stream, one send every 50 ms whatever the previous one is doing (a send
+        # waits for the root's stamp): with crashes, messages keep coming while trees repair.
+        sends = []
         for k in range(messages):
-            try:
-                await scribe(rng.choice(sorted(ring.nodes))).send(names[k % groups],
-                                                                  f"m{k}".encode())
-            except McastError:
-                pass
+            sends.append(asyncio.ensure_future(send(scribe(rng.choice(sorted(ring.nodes))), k)))
             await asyncio.sleep(0.05)
+        await asyncio.gather(*sends)
 
     flow = asyncio.ensure_future(traffic())
     crashed = 0

@@ -23,16 +23,16 @@ def nodes_to_pb(space: IdSpace, nodes: Iterable[NodeRef]) -> list[pb.Node]:
 
 def node_from_pb(space: IdSpace, msg: pb.Node) -> NodeRef:
     """Decode a peer-supplied node; a malformed one is an InvalidRequest, never a crash."""
-    return _decode_node(space, msg.id, msg.address)
+    return _decode_node(space.bits, msg.id, msg.address)
 
 
 @lru_cache(maxsize=1 << 16)
-def _decode_node(space: IdSpace, ident: bytes, address: str) -> NodeRef:
-    # Cached: successor lists carry the same few nodes over and over (a ring node decodes
-    # tens of them per stabilization round); a failed decode raises and is not cached.
+def _decode_node(bits: int, ident: bytes, address: str) -> NodeRef:
+    # Cached: successor lists and paths carry the same nodes over and over (a ring node
+    # decodes tens of them per stabilization round); a failed decode raises, is not cached.
     if not address or len(address) > MAX_ADDRESS_LEN:
         raise InvalidRequest("node without a valid address")
-    return NodeRef(key_from_pb(space, ident), address)
+    return NodeRef(key_from_pb(IdSpace(bits), ident), address)
 
 
 def nodes_from_pb(space: IdSpace, msgs: Iterable[pb.Node]) -> list[NodeRef]:

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from chord.memnet import MemoryNetwork, fixed_latency
+from chord.memnet import MemoryNetwork, VirtualTimeLoop, fixed_latency
 from chord.ports import InvalidRequest, PeerUnavailable, RemoteError
 from chordcast.v1 import chord_pb2 as pb
 
@@ -116,7 +116,8 @@ def test_a_cancelled_caller_leaves_no_timer_behind(run_virtual) -> None:
         call.cancel()
         await asyncio.gather(call, return_exceptions=True)
         loop = asyncio.get_running_loop()
-        return sum(1 for h in loop._scheduled if not h.cancelled())  # type: ignore[attr-defined]
+        assert isinstance(loop, VirtualTimeLoop)
+        return loop.pending_timers()
 
     # Only the handler's own sleep is left; no deadline timer for the abandoned call.
     assert run_virtual(scenario()) == 1
