@@ -214,7 +214,9 @@ def main() -> None:
         f"The same run from the command line: `{big['command']}`. The ring is formed by "
         "joins: one node founds it, then waves of concurrent joins through random members, "
         "each wave at most as large as the ring, the next one once every successor pointer "
-        "is right; Zave's invariants are checked after every wave. A newcomer takes its "
+        "is right, and after the last wave until the ring is ideal (every successor list "
+        "full and right, every predecessor right); Zave's invariants are checked after "
+        "every wave. A newcomer takes its "
         "successor's fingers as hints and confirms each with one call; r = 2·log2 N = 28, "
         "stabilization every 1 s, 1,000 lookups in flight.",
         "",

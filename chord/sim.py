@@ -49,6 +49,7 @@ class SimRing:
         self.rng = random.Random(self.seed)
         self._counter = 0
         self._ids: list[int] | None = None  # the oracle's sorted live ids, None when stale
+        self._id_map: dict[int, SimNode] | None = None
 
     def new_address(self) -> str:
         self._counter += 1
@@ -78,10 +79,10 @@ class SimRing:
 
     def _enter(self, sim: SimNode) -> None:
         self.nodes[sim.node.me.address] = sim
-        self._ids = None
+        self._ids = self._id_map = None
 
     def _remove(self, address: str) -> SimNode:
-        self._ids = None
+        self._ids = self._id_map = None
         return self.nodes.pop(address)
 
     async def add(self, address: str | None = None, via: str | None = None) -> SimNode:
@@ -140,6 +141,10 @@ class SimRing:
                                    f"{max_rounds} stabilization rounds")
             if progress:
                 progress(len(self.nodes))
+        # Formed means Zave's ideal state, not just right successors: full successor lists and
+        # right predecessors everywhere (lists fill in one hop per round after the last wave).
+        if not await self.wait_for(self.is_ideal, timeout=max_rounds * period):
+            raise RuntimeError(f"{len(self.nodes)} nodes: not ideal after {max_rounds} rounds")
         return failed
 
     async def restart(self, address: str) -> SimNode:
@@ -189,6 +194,25 @@ class SimRing:
         ids = self._live_ids()
         nxt = {a: ids[(i + 1) % len(ids)] for i, a in enumerate(ids)}
         return sum(1 for s in self.nodes.values() if s.node.state.successor.id != nxt[s.node.me.id])
+
+    def is_ideal(self) -> bool:
+        """Every live node holds exactly the next r live nodes and the previous one."""
+        ids = self._live_ids()
+        n = len(ids)
+        want = min(self.config.successors, n - 1)
+        for i, a in enumerate(ids):
+            st = self._by_id()[a].node.state
+            if st.predecessor is None or (n > 1 and st.predecessor.id != ids[i - 1]):
+                return n == 1
+            if len(st.successors) != want or any(
+                    s.id != ids[(i + k + 1) % n] for k, s in enumerate(st.successors)):
+                return False
+        return True
+
+    def _by_id(self) -> dict[int, SimNode]:
+        if self._id_map is None:
+            self._id_map = {s.node.me.id: s for s in self.nodes.values()}
+        return self._id_map
 
     async def wait_for(
         self, condition: Callable[[], bool], timeout: float, step: float = 1.0

@@ -140,7 +140,7 @@ def test_ring_formed_by_waves_of_concurrent_joins(run_virtual) -> None:
         ring = SimRing(config=CONFIG, net=MemoryNetwork(seed=5), seed=5, with_storage=False)
         assert await ring.form(300) == 0  # no join had to be retried
         assert len(ring.nodes) == 300
-        assert ring.wrong_successors() == 0 and ring.check_invariants() == []
+        assert ring.is_ideal() and ring.check_invariants() == []
         # Each newcomer found its fingers on joining: O(log N) routes with no warm-up.
         hops = await check_lookups(ring, 300, random.Random(5))
         assert statistics.mean(hops) <= 0.5 * math.log2(300) + 1
