@@ -49,8 +49,9 @@ class NodeMetrics(Observer):
                                         "Stabilization rounds", registry=r)
         self.repairs = Counter("chordcast_ring_repairs_total", "Dead nodes dropped from the "
                                "ring state, by pointer kind", ["pointer"], registry=r)
-        self.fingers_checked = Counter("chordcast_fingers_checked_total", "Fingers compared "
-                                       "with a fresh lookup (sampled by fix_fingers)",
+        self.fingers_checked = Counter("chordcast_fingers_checked_total", "Fingers checked "
+                                       "by fix_fingers (confirmed by the node or compared "
+                                       "with a fresh lookup)",
                                        registry=r)
         self.fingers_correct = Counter("chordcast_fingers_correct_total", "Sampled fingers "
                                        "that pointed at the right node", registry=r)

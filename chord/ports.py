@@ -65,7 +65,8 @@ class Observer:
         """A dead node was dropped: what = "successor", "predecessor" or "next_hop"."""
 
     def finger_checked(self, correct: bool) -> None:
-        """fix_fingers compared a finger with a fresh lookup (a free correctness sample)."""
+        """fix_fingers checked a finger: confirmed by the node itself or compared with a fresh
+        lookup (a free correctness sample)."""
 
     def mcast(self, event: str, count: int = 1) -> None:
         """event: "stamped", "forwarded", "delivered", "gap_repaired", "gap_lost",
