@@ -862,13 +862,14 @@ class Scribe:
         g.parent = None
         self.kbr.observer.mcast("tree_repair")
         try:
-            await self._join_tree(g)
+            seq = await self._join_tree(g)
         except McastError as exc:
             if exc.code == "not_found":
                 await self._end(g.name)  # the group is gone
             return
-        if g.missing() is not None:
-            await self._repair_gap(g)
+        # Catch up at once with what the tree sent while we were cut off, rather than at the
+        # next refresh: the node that took our JOIN told us how far it is.
+        await self._repair_gap(g, upto=seq)
 
     # ============================================================ inbox (broadcast, unicast)
     def _to_inbox(self, data: bytes) -> None:
