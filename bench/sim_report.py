@@ -276,17 +276,19 @@ def main() -> None:
         "### Tree repair after forwarder crashes",
         "",
         "Per subtree cut off by a crash (a live tree node whose parent crashed): the time "
-        "from the crash until that node hangs from a live parent again, sampled every 0.1 "
-        "virtual seconds. Detection waits for the next refresh to the parent (every ~10 s) "
-        "or for a data message to fail.",
+        "from the crash until that node has a path of live tree nodes up to the root again "
+        "(none of them re-joining), sampled every 0.1 virtual seconds. Detection waits for "
+        "the next refresh to the parent (every ~10 s). A JOIN stops at the first tree node "
+        "it meets, which may sit in a branch that is itself still cut off, so a subtree can "
+        "wait for a second branch to notice.",
         "",
-        "A member below a cut misses what was sent meanwhile. It learns the position it "
-        "should be at from its parent's answer to a refresh and fetches the gap from the "
-        "parent or the root's archive, so under crashes delivery takes one to two refresh "
-        "periods (the delay columns above), and the last member is complete (`settle s`) "
-        "well after the last send. Nothing is lost: every live member ends with every "
-        "message exactly once, in order. A shorter parent timeout repairs faster at the "
-        "price of more refresh traffic (`chordcast sim mcast --parent-timeout`).",
+        "A member below a cut misses what was sent meanwhile. On re-attaching it fetches "
+        "the gap up to the position the JOIN's stopping node reported, from its new parent "
+        "or the root's archive, and passes it down its subtree; anything later that it "
+        "still lacks it learns from its parent's answer to the next refresh. Nothing is "
+        "lost: every live member ends with every message exactly once, in order. A shorter "
+        "parent timeout repairs faster at the price of more refresh traffic (`chordcast sim "
+        "mcast --parent-timeout`).",
         "",
         table(["nodes", "groups", "forwarders crashed", "subtrees cut off", "never repaired",
                "repair p50 s", "repair p99 s", "repair max s"],

@@ -376,8 +376,9 @@ async def mcast_experiment(nodes: int, seed: int, groups: int, sizes: list[int],
 
 async def watch_repairs(ring: SimRing, orphans: set[tuple[str, str]], times: list[float],
                         limit: float = 300.0, step: float = 0.1) -> int:
-    """Record, for each orphaned (group, node), how long until it has a live parent again
-    (or became the root). Bounded by `limit`; returns how many were never repaired."""
+    """Record, for each orphaned (group, node), how long until it has a path of live tree
+    nodes up to the root again (none of them re-joining). Bounded by `limit`; returns how
+    many were never repaired."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     waiting = set(orphans)
@@ -385,15 +386,29 @@ async def watch_repairs(ring: SimRing, orphans: set[tuple[str, str]], times: lis
         for key in sorted(waiting):
             name, address = key
             sim = ring.nodes.get(address)
-            g = sim.apps["scribe"].groups.get(name) if sim is not None else None
-            if sim is None or g is None:
+            if sim is None or name not in sim.apps["scribe"].groups:
                 waiting.discard(key)  # the node or its membership is gone: nothing to repair
-            elif g.is_root or (g.parent is not None and not g.rejoining
-                               and g.parent.address in ring.nodes):
+            elif _reaches_root(ring, name, address):
                 times.append(loop.time() - start)
                 waiting.discard(key)
         await asyncio.sleep(step)
     return len(waiting)
+
+
+def _reaches_root(ring: SimRing, name: str, address: str) -> bool:
+    seen = set()
+    while address not in seen:
+        seen.add(address)
+        sim = ring.nodes.get(address)
+        g = sim.apps["scribe"].groups.get(name) if sim is not None else None
+        if g is None or g.rejoining:
+            return False
+        if g.is_root:
+            return True
+        if g.parent is None:
+            return False
+        address = g.parent.address
+    return False  # a cycle
 
 
 def tree_shape(ring: SimRing, names: list[str]) -> tuple[list[int], list[int]]:
