@@ -300,9 +300,10 @@ def main() -> None:
         "",
         "Each section names the commit that produced it (`+changes`: the working tree had "
         "protocol changes not yet committed): "
-        + ", ".join(f"{k} `{v}`" for k, v in data["code"].items()) + ". Long sections can run in "
-        "parallel from the command line and be merged with `python bench/sim_report.py "
-        "--sections '' --merge SECTION=FILE`.",
+        + ", ".join(f"{k} `{v}`" for k, v in data["code"].items())
+        + ". Commits after a section's own only touch code that section does not run. Long "
+        "sections can run in parallel from the command line and be merged with "
+        "`python bench/sim_report.py --sections '' --merge SECTION=FILE`.",
         "",
     ]
     (DOCS / "simulation.md").write_text("\n".join(md))
