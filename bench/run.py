@@ -29,9 +29,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def bench_loopback(nodes: int, lookups: int) -> dict[str, float]:
     ring = LocalRing(extra_args=["--stabilize-interval", "0.2", "--log-level", "warning"])
-    try:
-        ring.start(nodes)
-        ring.wait_converged(timeout=60)
+    with ring.running(nodes):
         time.sleep(3)  # let fix_fingers fill the tables before measuring
         rng = random.Random(1)
         clients = [NodeClient(n.address) for n in ring.live()]
@@ -44,8 +42,6 @@ def bench_loopback(nodes: int, lookups: int) -> dict[str, float]:
             hops.append(r.hops)
         for c in clients:
             c.close()
-    finally:
-        ring.stop()
     return {
         "nodes": nodes,
         "lookups": lookups,
@@ -93,12 +89,8 @@ def bench_multicast(nodes: int, messages: int) -> dict[str, float]:
                 "all_members_p50_ms": 1000 * statistics.median(all3),
                 "all_members_p99_ms": 1000 * percentile(all3, 99)}
 
-    try:
-        ring.start(nodes)
-        ring.wait_converged(timeout=60)
+    with ring.running(nodes):
         return asyncio.run(run([n.address for n in ring.live()]))
-    finally:
-        ring.stop()
 
 
 def bench_memnet(nodes: int, lookups: int) -> dict[str, float]:

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +101,16 @@ class LocalRing:
         first = self.start_node(join=[])
         for _ in range(count - 1):
             self.start_node(join=[first.address])
+
+    @contextmanager
+    def running(self, count: int, timeout: float = 60.0) -> Iterator[LocalRing]:
+        """Start `count` nodes, wait until they form one ring, stop them all afterwards."""
+        try:
+            self.start(count)
+            self.wait_converged(timeout=timeout)
+            yield self
+        finally:
+            self.stop()
 
     def live(self) -> list[NodeProcess]:
         return [n for n in self.nodes if n.alive]

@@ -328,17 +328,17 @@ class ChordNode:
         i = self._next_finger
         start = self.space.finger_start(self.me.id, i)
         old = self.state.fingers[i]
-        # A hint (a neighbour's finger) is the first known node at or after start.
+        # Without a finger, a hint (a neighbour's finger): the first known node at or after start.
         dist = self.space.distance
-        near = old or next((h for h in hints or []
-                            if dist(self.me.id, h.id) >= dist(self.me.id, start)), None)
+        near = old if old is not None else next(
+            (h for h in hints or [] if dist(self.me.id, h.id) >= dist(self.me.id, start)), None)
         found = await self._confirm_finger(near, start) if near is not None else None
         if found is not None:
             if old is not None:
                 self.observer.finger_checked(found.id == old.id)
             self._next_finger = self.state.set_finger_run(i, found)
             return
-        old = self.state.fingers[i]
+        old = self.state.fingers[i]  # the check may have found it dead and forgotten it
         try:
             result = await self._originate(start, "", b"", first_hop=None, observe=False)
         except LookupFailed:
@@ -362,10 +362,7 @@ class ChordNode:
             try:
                 reply = await self._call(node.address, "GetNeighbors", pb.GetNeighborsRequest())
             except (PeerUnavailable, RemoteError):
-                before = self._snapshot()
-                self.state.forget(node.id)
-                self._changed(before)
-                self.observer.repaired("finger")
+                self._forget(node.id, "finger")
                 return None
             if not reply.HasField("predecessor"):
                 return None
@@ -542,15 +539,15 @@ class ChordNode:
             if st.owns(key) or not st.successors or (req.final and st.predecessor is None):
                 await self._deliver_here(req, key, origin, path)
                 return
-            towards_pred = req.final and st.predecessor is not None
-            if towards_pred:
+            pred = st.predecessor if req.final else None
+            if pred is not None:
                 # The sender thought we own key, but our predecessor is closer: it precedes us.
-                final, candidates = True, [st.predecessor]  # type: ignore[list-item]
+                final, candidates = True, [pred]
             else:
                 final, candidates = st.next_hops(key)
             cand = next((c for c in candidates if c.id != self.me.id and c.id not in tried),
                         None)
-            if cand is None and final and not towards_pred:
+            if cand is None and final and pred is None:
                 # Every node we hold for the owner failed (a dead entry can come back with a
                 # successor list adopted meanwhile): go on through the closest live node
                 # before the key, whose own list reaches further.
@@ -795,11 +792,11 @@ class ChordNode:
         except (PeerUnavailable, RemoteError):
             return False
 
-    def _forget(self, node_id: int) -> None:
+    def _forget(self, node_id: int, pointer: str = "next_hop") -> None:
         before = self._snapshot()
         self.state.forget(node_id)
         self._changed(before)
-        self.observer.repaired("next_hop")
+        self.observer.repaired(pointer)
 
     def _pb_me(self) -> pb.Node:
         # Built once: assigning a message to a field copies it, so sharing it is safe.

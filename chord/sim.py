@@ -197,15 +197,14 @@ class SimRing:
 
     def is_ideal(self) -> bool:
         """Every live node holds exactly the next r live nodes and the previous one."""
-        ids = self._live_ids()
+        ids, by_id = self._live_ids(), self._by_id()
         n = len(ids)
-        want = min(self.config.successors, n - 1)
         for i, a in enumerate(ids):
-            st = self._by_id()[a].node.state
-            if st.predecessor is None or (n > 1 and st.predecessor.id != ids[i - 1]):
-                return n == 1
-            if len(st.successors) != want or any(
-                    s.id != ids[(i + k + 1) % n] for k, s in enumerate(st.successors)):
+            st = by_id[a].node.state
+            want_pred = ids[i - 1] if n > 1 else None  # a lone node has no predecessor
+            want_succ = [ids[(i + k) % n] for k in range(1, min(self.config.successors, n - 1) + 1)]
+            got_pred = st.predecessor.id if st.predecessor is not None else None
+            if got_pred != want_pred or [s.id for s in st.successors] != want_succ:
                 return False
         return True
 

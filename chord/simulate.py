@@ -384,31 +384,36 @@ async def watch_repairs(ring: SimRing, orphans: set[tuple[str, str]], times: lis
     waiting = set(orphans)
     while waiting and loop.time() - start < limit:
         for key in sorted(waiting):
-            name, address = key
-            sim = ring.nodes.get(address)
-            if sim is None or name not in sim.apps["scribe"].groups:
+            path, end = climb(ring, *key)
+            if end == "gone":
                 waiting.discard(key)  # the node or its membership is gone: nothing to repair
-            elif _reaches_root(ring, name, address):
+            elif end == "root" and not any(g.rejoining for g in path):
                 times.append(loop.time() - start)
                 waiting.discard(key)
         await asyncio.sleep(step)
     return len(waiting)
 
 
-def _reaches_root(ring: SimRing, name: str, address: str) -> bool:
-    seen = set()
-    while address not in seen:
-        seen.add(address)
+def climb(ring: SimRing, name: str, address: str) -> tuple[list[Any], str]:
+    """Walk a group's tree from a node up through its parents: the group states passed and
+    how the walk ended ("root", or why it stopped short: "gone", "detached", "dead parent",
+    "cycle")."""
+    states: list[Any] = []
+    seen: set[str] = set()
+    while True:
         sim = ring.nodes.get(address)
         g = sim.apps["scribe"].groups.get(name) if sim is not None else None
-        if g is None or g.rejoining:
-            return False
+        if g is None:
+            return states, "dead parent" if states else "gone"
+        states.append(g)
         if g.is_root:
-            return True
+            return states, "root"
         if g.parent is None:
-            return False
+            return states, "detached"
+        seen.add(address)
         address = g.parent.address
-    return False  # a cycle
+        if address in seen:
+            return states, "cycle"
 
 
 def tree_shape(ring: SimRing, names: list[str]) -> tuple[list[int], list[int]]:
@@ -422,14 +427,7 @@ def tree_shape(ring: SimRing, names: list[str]) -> tuple[list[int], list[int]]:
             if g is None:
                 continue
             stress.append(len(g.children))
-            seen = {address}
-            node = g
-            while not node.is_root:
-                assert node.parent is not None, f"{address} is detached from {name}"
-                assert node.parent.address not in seen, f"cycle in {name}"
-                seen.add(node.parent.address)
-                parent = ring.nodes.get(node.parent.address)
-                assert parent is not None, f"{address} has a dead parent in {name}"
-                node = parent.apps["scribe"].groups[name]
-            depths.append(len(seen) - 1)
+            path, end = climb(ring, name, address)
+            assert end == "root", f"{address} in {name}: {end} after {len(path) - 1} hops"
+            depths.append(len(path) - 1)
     return depths, stress

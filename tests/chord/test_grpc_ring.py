@@ -41,13 +41,9 @@ def eventually(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def ring() -> Iterator[LocalRing]:
-    r = LocalRing(extra_args=["--stabilize-interval", "0.2", "--rpc-timeout", "0.5"])
-    try:
-        r.start(10)
-        r.wait_converged(timeout=60)
+    nodes = LocalRing(extra_args=["--stabilize-interval", "0.2", "--rpc-timeout", "0.5"])
+    with nodes.running(10) as r:
         yield r
-    finally:
-        r.stop()
 
 
 def test_cli_lookups_agree_with_sha1_oracle(ring: LocalRing) -> None:

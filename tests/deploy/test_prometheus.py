@@ -53,14 +53,10 @@ def query(base: str, expr: str) -> dict:
 
 @pytest.fixture
 def ring() -> Iterator[LocalRing]:
-    r = LocalRing(extra_args=["--stabilize-interval", "0.2", "--metrics-port", "0",
-                              "--parent-timeout", "1.0"])
-    try:
-        r.start(4)
-        r.wait_converged(timeout=60)
+    nodes = LocalRing(extra_args=["--stabilize-interval", "0.2", "--metrics-port", "0",
+                                  "--parent-timeout", "1.0"])
+    with nodes.running(4) as r:
         yield r
-    finally:
-        r.stop()
 
 
 def traffic(ring: LocalRing, stop: threading.Event) -> None:

@@ -17,15 +17,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ring() -> Iterator[LocalRing]:
-    r = LocalRing(extra_args=["--stabilize-interval", "0.2", "--rpc-timeout", "0.5",
-                              "--parent-timeout", "1.0", "--successors", "3",
-                              "--max-children", "1"])
-    try:
-        r.start(8)
-        r.wait_converged(timeout=60)
+    nodes = LocalRing(extra_args=["--stabilize-interval", "0.2", "--rpc-timeout", "0.5",
+                                  "--parent-timeout", "1.0", "--successors", "3",
+                                  "--max-children", "1"])
+    with nodes.running(8) as r:
         yield r
-    finally:
-        r.stop()
 
 
 def rotated(addresses: list[str], first: int) -> list[str]:
