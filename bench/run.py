@@ -14,12 +14,12 @@ import random
 import statistics
 import time
 
-from chord.client import NodeClient
-from chord.localring import LocalRing
-from chord.memnet import MemoryNetwork, VirtualTimeLoop
 from chord.node import NodeConfig
-from chord.sim import SimRing
-from mcast.client import Client
+from chord.sim.memnet import MemoryNetwork, VirtualTimeLoop
+from chord.sim.ring import SimRing
+from chordcast.client import NodeClient
+from chordcast.localring import LocalRing
+from chordcast.mcast_client_tmp import Client
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -1,6 +1,6 @@
 """Regenerates docs/simulation.md and its plots from seeded simulator runs (`make sim-report`).
 
-Every figure comes from `chord.simulate` with the seed printed next to it, so anyone can rerun a
+Every figure comes from `chord.sim.experiments` with the seed printed next to it, so anyone can rerun a
 single line with `chordcast sim ... --seed S`. Needs the `report` extra (matplotlib).
 """
 
@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chord import simulate
+from chord.sim import experiments as simulate
+from mcast import sim as mcast_sim
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -68,7 +69,7 @@ def scribe(n: int, groups: int, min_size: int, max_size: int, messages: int,
     rows = []
     for crash in crashes:
         log(f"scribe: {n} nodes, {groups} groups, crash {crash}")
-        rows.append(simulate.run(simulate.mcast_experiment(
+        rows.append(simulate.run(mcast_sim.mcast_experiment(
             n, SEED, groups, sizes, messages, crash_fraction=crash, progress=True)))
     return rows
 

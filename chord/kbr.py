@@ -9,12 +9,80 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from chord.ids import IdSpace
-from chord.node import ChordNode, Forward, NeighborChange, RouteResult
 from chord.ports import Clock, InvalidRequest, Observer
-from chord.state import NodeRef
+from chord.state import NodeRef, RingState
+
+
+class LookupFailed(Exception):
+    """Routing could not reach the owner of a key (no live next hop, hop limit, timeout)."""
+
+    def __init__(self, message: str, reason: str = "error") -> None:
+        super().__init__(message)
+        self.reason = reason  # "timeout", "no_route", "hop_limit" or "error"
+
+
+class RouteResult(NamedTuple):
+    owner: NodeRef          # the node that answered (the key's owner unless a hop stopped it)
+    path: list[NodeRef]     # every node that handled the message, owner last
+    payload: bytes
+
+    @property
+    def hops(self) -> int:
+        return len(self.path) - 1
+
+
+class NeighborChange(NamedTuple):
+    old_successors: list[NodeRef]
+    new_successors: list[NodeRef]
+    old_predecessor: NodeRef | None
+    new_predecessor: NodeRef | None
+
+
+class Forward(NamedTuple):
+    """A forward upcall's verdict: go on with `payload`, or stop here answering `reply`."""
+
+    payload: bytes
+    stop: bool = False
+    reply: bytes = b""
+
+
+class Upcalls(Protocol):
+    """What the layer above (KBR) receives from the node. The node knows nothing else of it."""
+
+    async def forward(
+        self, key: int, app: str, payload: bytes, prev_hop: NodeRef | None, next_hop: NodeRef
+    ) -> Forward: ...
+
+    async def deliver(self, key: int, app: str, payload: bytes, origin: NodeRef) -> bytes: ...
+
+    async def direct(self, app: str, payload: bytes, sender: NodeRef) -> bytes: ...
+
+    def update(self, change: NeighborChange) -> None: ...
+
+
+class Overlay(Protocol):
+    """What KBR needs of the node beneath it (`chord.node.ChordNode`): the Common API is
+    written against this, so the node depends on KBR's types and never the other way round."""
+
+    me: NodeRef
+    space: IdSpace
+    clock: Clock
+    observer: Observer
+    state: RingState
+    upcalls: Upcalls
+
+    async def route(self, key: int, app: str, payload: bytes) -> RouteResult: ...
+
+    async def app_call(self, node: NodeRef, app: str, payload: bytes) -> bytes: ...
+
+    async def broadcast(self, app: str, payload: bytes) -> None: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+
+    async def leave(self) -> None: ...
 
 
 class Application(Protocol):
@@ -44,7 +112,7 @@ class Application(Protocol):
 
 
 class Kbr:
-    def __init__(self, node: ChordNode) -> None:
+    def __init__(self, node: Overlay) -> None:
         self.node = node
         self.apps: dict[str, Application] = {}
         node.upcalls = self

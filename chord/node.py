@@ -14,11 +14,12 @@ import logging
 import random
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 from google.protobuf.message import Message
 
 from chord.ids import IdSpace, between, between_right
+from chord.kbr import Forward, LookupFailed, NeighborChange, RouteResult, Upcalls
 from chord.ports import Clock, InvalidRequest, Observer, PeerUnavailable, RemoteError, Transport
 from chord.state import NodeRef, RingState
 from chord.wire import key_from_pb, node_from_pb, node_to_pb, nodes_from_pb, nodes_to_pb
@@ -37,55 +38,8 @@ class NodeConfig:
     check_predecessor_every: int = 2  # stabilization rounds
 
 
-class LookupFailed(Exception):
-    """Routing could not reach the owner of a key (no live next hop, hop limit, timeout)."""
-
-    def __init__(self, message: str, reason: str = "error") -> None:
-        super().__init__(message)
-        self.reason = reason  # "timeout", "no_route", "hop_limit" or "error"
-
-
 class JoinFailed(Exception):
     pass
-
-
-class RouteResult(NamedTuple):
-    owner: NodeRef          # the node that answered (the key's owner unless a hop stopped it)
-    path: list[NodeRef]     # every node that handled the message, owner last
-    payload: bytes
-
-    @property
-    def hops(self) -> int:
-        return len(self.path) - 1
-
-
-class NeighborChange(NamedTuple):
-    old_successors: list[NodeRef]
-    new_successors: list[NodeRef]
-    old_predecessor: NodeRef | None
-    new_predecessor: NodeRef | None
-
-
-class Forward(NamedTuple):
-    """A forward upcall's verdict: go on with `payload`, or stop here answering `reply`."""
-
-    payload: bytes
-    stop: bool = False
-    reply: bytes = b""
-
-
-class Upcalls(Protocol):
-    """What the layer above (KBR) receives from the node. The node knows nothing else of it."""
-
-    async def forward(
-        self, key: int, app: str, payload: bytes, prev_hop: NodeRef | None, next_hop: NodeRef
-    ) -> Forward: ...
-
-    async def deliver(self, key: int, app: str, payload: bytes, origin: NodeRef) -> bytes: ...
-
-    async def direct(self, app: str, payload: bytes, sender: NodeRef) -> bytes: ...
-
-    def update(self, change: NeighborChange) -> None: ...
 
 
 class _NoApps:

@@ -1,5 +1,5 @@
 """The two ports through which protocol code reaches the outside world: a transport to peers
-and a clock. gRPC (`chord.grpc_transport`) and the in-memory network (`chord.memnet`) implement
+and a clock. gRPC (`chordcast.transport`) and the in-memory network (`chord.sim.memnet`) implement
 the transport; both run on asyncio, so one clock serves real and virtual time alike.
 """
 

@@ -15,8 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from chord.ids import between, between_right
-from chord.kbr import Kbr
-from chord.node import Forward, LookupFailed, NeighborChange
+from chord.kbr import Forward, Kbr, LookupFailed, NeighborChange
 from chord.ports import InvalidRequest, PeerUnavailable, RemoteError
 from chord.state import NodeRef
 from chordcast.v1 import storage_pb2 as spb

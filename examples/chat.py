@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import sys
 
-from mcast.client import Client, McastClientError
+from chordcast.mcast_client_tmp import Client, McastClientError
 
 
 def watch_stdin(queue: asyncio.Queue[str | None]) -> None:

@@ -28,8 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chord.ids import between_right
-from chord.kbr import Kbr
-from chord.node import Forward, LookupFailed, NeighborChange
+from chord.kbr import Forward, Kbr, LookupFailed, NeighborChange
 from chord.ports import InvalidRequest, PeerUnavailable, RemoteError
 from chord.state import NodeRef
 from chord.wire import node_from_pb, node_to_pb

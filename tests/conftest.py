@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chord.memnet import VirtualTimeLoop
+from chord.sim.memnet import VirtualTimeLoop
 
 
 @pytest.fixture

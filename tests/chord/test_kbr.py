@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from chord.kbr import Kbr
-from chord.node import Forward, NeighborChange, NodeConfig
-from chord.sim import SimRing
+from chord.kbr import Forward, Kbr, NeighborChange
+from chord.node import NodeConfig
+from chord.sim.ring import SimRing
 from chord.state import NodeRef
 
 

@@ -8,9 +8,9 @@ import random
 import statistics
 
 from chord.ids import IdSpace, between
-from chord.memnet import MemoryNetwork
 from chord.node import NodeConfig
-from chord.sim import SimRing
+from chord.sim.memnet import MemoryNetwork
+from chord.sim.ring import SimRing
 
 CONFIG = NodeConfig(successors=8, stabilize_interval=0.5, rpc_timeout=0.5, lookup_timeout=5.0)
 
@@ -109,7 +109,7 @@ def test_graceful_leave_closes_the_gap_at_once(run_virtual) -> None:
 
 def test_lookup_fails_cleanly_when_the_ring_is_cut_off(run_virtual) -> None:
     """A lookup whose route dies gives a clear error within its timeout, never hangs."""
-    from chord.node import LookupFailed
+    from chord.kbr import LookupFailed
 
     async def scenario() -> None:
         ring = SimRing(config=CONFIG, seed=4)

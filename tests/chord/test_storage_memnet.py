@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chord.node import NodeConfig
-from chord.sim import SimRing
+from chord.sim.ring import SimRing
 from chord.storage import MAX_VALUE_BYTES, StorageError
 
 CONFIG = NodeConfig(successors=6, stabilize_interval=0.5, rpc_timeout=0.5)

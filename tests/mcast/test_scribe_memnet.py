@@ -11,7 +11,7 @@ from collections import defaultdict
 import pytest
 
 from chord.node import NodeConfig
-from chord.sim import SimNode, SimRing
+from chord.sim.ring import SimNode, SimRing
 from mcast.scribe import McastError, Scribe, ScribeConfig
 from mcast.tree import MESSAGE, Event
 

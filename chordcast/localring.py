@@ -1,0 +1,169 @@
+"""A ring of real `chordcast node` processes on loopback (for the demo and multi-process tests).
+
+Each node binds port 0 and reports the address it got on its first line of output, so no port
+is ever guessed. Only processes started here are ever signalled, by PID.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chord.ids import IdSpace
+from chordcast.client import ClientError, NodeClient
+
+START_TIMEOUT = 15.0
+READY = re.compile(r"listening on (\S+)(?: metrics on (\S+))?")
+
+
+class RingError(Exception):
+    pass
+
+
+@dataclass
+class NodeProcess:
+    address: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    metrics: str = ""  # host:port of /metrics, when the node serves it
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+@dataclass
+class LocalRing:
+    extra_args: list[str] = field(default_factory=list)
+    space: IdSpace = field(default_factory=IdSpace)
+    host: str = "127.0.0.1"
+    nodes: list[NodeProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._logdir = Path(tempfile.mkdtemp(prefix="chordcast-ring-"))
+
+    # -- processes -------------------------------------------------------------------------
+    def spawn(self, join: list[str] | None = None, listen: str | None = None,
+              prefix: list[str] | None = None, extra: list[str] | None = None) -> NodeProcess:
+        """Start a node process without waiting for it (see `wait_ready`). `prefix` wraps the
+        command (e.g. `ip netns exec NS`); `join` defaults to up to three live nodes."""
+        index = len(self.nodes)
+        log = self._logdir / f"node{index}.log"
+        cmd = [*(prefix or []), sys.executable, "-m", "chordcast.cli.main", "node",
+               "--listen", listen or f"{self.host}:0", "--id-bits", str(self.space.bits),
+               "--discover", "none", *self.extra_args, *(extra or [])]
+        for seed in join if join is not None else [n.address for n in self.live()[:3]]:
+            cmd += ["--join", seed]
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        node = NodeProcess("", proc, log)
+        self.nodes.append(node)
+        return node
+
+    def wait_ready(self, node: NodeProcess, timeout: float = START_TIMEOUT) -> NodeProcess:
+        """Read the node's "listening on ADDRESS" line, within a deadline."""
+        assert node.proc.stdout is not None
+        line = b""
+        deadline = time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([node.proc.stdout], [], [], max(remaining, 0))
+            if not ready:
+                node.proc.kill()
+                raise RingError(f"node did not start within {timeout:g}s; see {node.log}")
+            chunk = os.read(node.proc.stdout.fileno(), 4096)
+            if not chunk:
+                node.proc.wait()
+                raise RingError(f"node exited: {node.log.read_text()[-500:]}")
+            line += chunk
+        match = READY.search(line.decode())
+        if match is None:
+            raise RingError(f"unexpected first line from a node: {line.decode()!r}")
+        node.address, node.metrics = match.group(1), match.group(2) or ""
+        return node
+
+    def start_node(self, join: list[str] | None = None) -> NodeProcess:
+        return self.wait_ready(self.spawn(join))
+
+    def start(self, count: int) -> None:
+        first = self.start_node(join=[])
+        for _ in range(count - 1):
+            self.start_node(join=[first.address])
+
+    @contextmanager
+    def running(self, count: int, timeout: float = 60.0) -> Iterator[LocalRing]:
+        """Start `count` nodes, wait until they form one ring, stop them all afterwards."""
+        try:
+            self.start(count)
+            self.wait_converged(timeout=timeout)
+            yield self
+        finally:
+            self.stop()
+
+    def live(self) -> list[NodeProcess]:
+        return [n for n in self.nodes if n.alive]
+
+    def kill(self, node: NodeProcess) -> None:
+        """Crash: SIGKILL, no goodbye."""
+        node.proc.send_signal(signal.SIGKILL)
+        node.proc.wait(timeout=10)
+
+    def terminate(self, node: NodeProcess, timeout: float = 10.0) -> int:
+        """Graceful leave: SIGTERM, and the exit status."""
+        node.proc.send_signal(signal.SIGTERM)
+        return node.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.alive:
+                node.proc.send_signal(signal.SIGTERM)
+        for node in self.nodes:
+            try:
+                node.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+                node.proc.wait()
+            if node.proc.stdout:
+                node.proc.stdout.close()
+
+    # -- the oracle ------------------------------------------------------------------------
+    def owner_of(self, key_id: int) -> str:
+        live = sorted((self.space.hash_address(n.address), n.address) for n in self.live())
+        ids = [i for i, _ in live]
+        return live[bisect.bisect_left(ids, key_id) % len(live)][1]
+
+    def converged(self) -> bool:
+        """Every live node's successor and predecessor are the oracle's."""
+        live = sorted((self.space.hash_address(n.address), n.address) for n in self.live())
+        for i, (_, address) in enumerate(live):
+            try:
+                with NodeClient(address, timeout=2.0) as client:
+                    info = client.info()
+            except ClientError:
+                return False
+            succ = live[(i + 1) % len(live)][1]
+            pred = live[i - 1][1]
+            got_succ = info.successors[0].address if info.successors else address
+            got_pred = info.predecessor.address if info.predecessor else None
+            if got_succ != succ or (len(live) > 1 and got_pred != pred):
+                return False
+        return True
+
+    def wait_converged(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.converged():
+            if time.monotonic() > deadline:
+                raise RingError(f"ring did not converge within {timeout:g}s")
+            time.sleep(0.2)

@@ -1,0 +1,219 @@
+"""Prometheus metrics for one node: the protocol's Observer, RPC timing on both sides, and
+gauges read from the node's state at scrape time.
+
+Each node has its own registry (several nodes may share a process), served on
+`--metrics-port` at /metrics. Label values are bounded: RPC method names, status codes and
+fixed reason strings; never keys, node ids or group names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
+
+from chord.ports import Observer
+from chordcast.discovery.packet import DROP_REASONS
+
+if TYPE_CHECKING:
+    from chordcast.server import NodeServer
+
+HOP_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class NodeMetrics(Observer):
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.lookup_hops = Histogram("chordcast_lookup_hops", "Overlay hops of lookups and "
+                                     "KBR routes started on this node", buckets=HOP_BUCKETS,
+                                     registry=r)
+        self.lookup_seconds = Histogram("chordcast_lookup_duration_seconds", "Time from "
+                                        "starting a lookup to the owner's answer",
+                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.lookup_failures = Counter("chordcast_lookup_failures_total", "Lookups that "
+                                       "failed, by reason", ["reason"], registry=r)
+        self.rpc_seconds = Histogram("chordcast_rpc_duration_seconds", "gRPC call latency "
+                                     "by method and side", ["method", "side"],
+                                     buckets=LATENCY_BUCKETS, registry=r)
+        self.rpc_errors = Counter("chordcast_rpc_errors_total", "gRPC calls that ended in an "
+                                  "error, by method, side and status code",
+                                  ["method", "side", "code"], registry=r)
+        self.rpc_timeouts = Counter("chordcast_rpc_timeouts_total", "Outgoing calls whose "
+                                    "deadline expired", ["method"], registry=r)
+        self.stabilize_rounds = Counter("chordcast_stabilize_rounds_total",
+                                        "Stabilization rounds", registry=r)
+        self.repairs = Counter("chordcast_ring_repairs_total", "Dead nodes dropped from the "
+                               "ring state, by pointer kind", ["pointer"], registry=r)
+        self.fingers_checked = Counter("chordcast_fingers_checked_total", "Fingers checked "
+                                       "by fix_fingers (confirmed by the node or compared "
+                                       "with a fresh lookup)",
+                                       registry=r)
+        self.fingers_correct = Counter("chordcast_fingers_correct_total", "Sampled fingers "
+                                       "that pointed at the right node", registry=r)
+        self.mcast_events = Counter("chordcast_mcast_messages_total", "Multicast messages by "
+                                    "event: stamped (root), forwarded (to children), "
+                                    "delivered (to members)", ["event"], registry=r)
+        self.mcast_gaps = Counter("chordcast_mcast_gaps_total", "Stream holes by outcome: "
+                                  "repaired, or lost (beyond the root's archive)",
+                                  ["outcome"], registry=r)
+        self.tree_repairs = Counter("chordcast_mcast_tree_repairs_total", "Re-joins after a "
+                                    "tree parent stopped answering", registry=r)
+        self.mcast_latency = Histogram("chordcast_mcast_delivery_latency_seconds", "From the "
+                                       "root's stamp to delivery to a member",
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        # Every bounded label value exists from the start, so dashboards show zeros, not gaps.
+        for reason in ("timeout", "no_route", "hop_limit", "error"):
+            self.lookup_failures.labels(reason)
+        for pointer in ("successor", "predecessor", "next_hop"):
+            self.repairs.labels(pointer)
+        for event in ("stamped", "forwarded", "delivered"):
+            self.mcast_events.labels(event)
+        for outcome in ("repaired", "lost"):
+            self.mcast_gaps.labels(outcome)
+        self._server: Any = None
+
+    # -- Observer (called by protocol code) -------------------------------------------------
+    def lookup(self, hops: int, seconds: float) -> None:
+        self.lookup_hops.observe(hops)
+        self.lookup_seconds.observe(seconds)
+
+    def lookup_failed(self, reason: str, seconds: float) -> None:
+        self.lookup_failures.labels(reason).inc()
+
+    def stabilized(self) -> None:
+        self.stabilize_rounds.inc()
+
+    def repaired(self, what: str) -> None:
+        self.repairs.labels(what).inc()
+
+    def finger_checked(self, correct: bool) -> None:
+        self.fingers_checked.inc()
+        if correct:
+            self.fingers_correct.inc()
+
+    def mcast(self, event: str, count: int = 1) -> None:
+        if event == "tree_repair":
+            self.tree_repairs.inc(count)
+        elif event.startswith("gap_"):
+            self.mcast_gaps.labels(event[4:]).inc(count)
+        else:
+            self.mcast_events.labels(event).inc(count)
+
+    def mcast_latency(self, seconds: float) -> None:
+        self.mcast_latency.observe(seconds)
+
+    # -- RPCs (called by the transport and the server interceptor) --------------------------
+    def rpc(self, method: str, side: str, seconds: float, code: str) -> None:
+        self.rpc_seconds.labels(method, side).observe(seconds)
+        if code != "OK":
+            self.rpc_errors.labels(method, side, code).inc()
+            if side == "client" and code == "DEADLINE_EXCEEDED":
+                self.rpc_timeouts.labels(method).inc()
+
+    # -- state read at scrape time ----------------------------------------------------------
+    def watch(self, ns: NodeServer) -> None:
+        r = self.registry
+
+        def gauge(name: str, doc: str, fn: Callable[[], float]) -> None:
+            Gauge(name, doc, registry=r).set_function(fn)
+
+        def st() -> Any:  # read fresh on every scrape
+            return ns.node.state
+        gauge("chordcast_successors", "Entries in the successor list",
+              lambda: len(st().successors))
+        gauge("chordcast_successors_wanted", "Configured successor list length (r)",
+              lambda: st().r)
+        gauge("chordcast_predecessor_known", "1 when the node has a predecessor",
+              lambda: 1.0 if st().predecessor is not None else 0.0)
+        gauge("chordcast_ring_size_estimate", "Ring size estimated from the successor list",
+              lambda: st().estimate_size())
+        gauge("chordcast_fingers", "Distinct nodes in the finger table",
+              lambda: len(st().distinct_fingers()))
+        gauge("chordcast_keys", "Stored items this node owns",
+              lambda: ns.storage.owned_count())
+        gauge("chordcast_replica_keys", "Stored items held for other owners",
+              lambda: ns.storage.replica_count())
+        gauge("chordcast_stored_bytes", "Bytes of stored values (owned and replicas)",
+              lambda: sum(len(i.value) for i in ns.storage.items.values()))
+        roles = Gauge("chordcast_mcast_groups", "Groups this node takes part in, by role",
+                      ["role"], registry=r)
+        for role, test in (("root", lambda g: g.is_root),
+                           ("forwarder", lambda g: bool(g.children)),
+                           ("member", lambda g: bool(g.members))):
+            roles.labels(role).set_function(
+                lambda t=test: sum(1 for g in ns.scribe.groups.values() if t(g)))
+        gauge("chordcast_mcast_children", "Children over all groups (node stress)",
+              lambda: sum(len(g.children) for g in ns.scribe.groups.values()))
+        gauge("chordcast_mcast_children_max", "Most children in any one group",
+              lambda: max((len(g.children) for g in ns.scribe.groups.values()), default=0))
+        gauge("chordcast_mcast_members", "Members attached to this node",
+              lambda: sum(len(g.members) for g in ns.scribe.groups.values()))
+        r.register(_DiscoveryCollector(ns))
+
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve /metrics; returns the port (port 0 picks a free one)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return int(server.server_port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+class _DiscoveryCollector:
+    """The discovery listener counts packets itself (it is pure); report its counts."""
+
+    def __init__(self, ns: NodeServer) -> None:
+        self.ns = ns
+
+    def collect(self) -> Any:
+        responder = self.ns.listener.responder if self.ns.listener is not None else None
+        received = CounterMetricFamily("chordcast_discovery_packets_received",
+                                       "Discovery datagrams received",
+                                       value=responder.received if responder else 0)
+        answered = CounterMetricFamily("chordcast_discovery_packets_answered",
+                                       "Discovery datagrams answered",
+                                       value=responder.answered if responder else 0)
+        dropped = CounterMetricFamily("chordcast_discovery_packets_dropped",
+                                      "Discovery datagrams dropped, by reason",
+                                      labels=["reason"])
+        for reason in DROP_REASONS:
+            dropped.add_metric([reason], responder.dropped[reason] if responder else 0)
+        return [received, answered, dropped]
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Times every unary call the node serves, by method, with its status code."""
+
+    def __init__(self, metrics: NodeMetrics) -> None:
+        self.metrics = metrics
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = details.method.rsplit("/", 1)[-1]
+        inner, metrics = handler.unary_unary, self.metrics
+
+        async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started, code = time.perf_counter(), "OK"
+            try:
+                return await inner(request, context)
+            except Exception:
+                status = context.code()
+                code = status.name if status is not None else "UNKNOWN"
+                raise
+            finally:
+                metrics.rpc(method, "server", time.perf_counter() - started, code)
+
+        return grpc.unary_unary_rpc_method_handler(
+            timed, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)

@@ -1,0 +1,272 @@
+"""A node as a gRPC service: the Chord service, the client-facing NodeApi, health and reflection.
+
+This is the services layer: it wires the protocol objects (node, KBR, storage) to a grpc.aio
+server and the gRPC transport, and maps protocol errors to gRPC status codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from chord.ids import IdError, IdSpace
+from chord.kbr import Kbr, LookupFailed
+from chord.node import ChordNode, JoinFailed, NodeConfig
+from chord.storage import Storage, StorageError, StorageUnavailable
+from chord.wire import node_to_pb, nodes_to_pb
+from chordcast.address import join_address, split_address
+from chordcast.discovery.logic import Identity
+from chordcast.discovery.net import interface_for, resolve_seeds
+from chordcast.discovery.service import DiscoveryConfig, DiscoveryListener, find_ring
+from chordcast.metrics import MetricsInterceptor, NodeMetrics
+from chordcast.servicers.multicast import MulticastServicer
+from chordcast.transport import CHANNEL_OPTIONS, SERVICE_NAME, GrpcTransport, chord_handler
+from chordcast.v1 import client_pb2 as cpb
+from chordcast.v1 import client_pb2_grpc, mcast_pb2_grpc
+from chordcast.v1 import mcast_pb2 as mpb
+from mcast.scribe import Scribe, ScribeConfig
+
+log = logging.getLogger(__name__)
+
+NODE_API = cpb.DESCRIPTOR.services_by_name["NodeApi"].full_name
+MULTICAST = mpb.DESCRIPTOR.services_by_name["Multicast"].full_name
+HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+
+@dataclass
+class NodeOptions:
+    listen: str
+    advertise: str | None = None
+    join: list[str] = field(default_factory=list)
+    id_bits: int = 160
+    successors: int = 8
+    replicas: int = 3
+    stabilize_interval: float = 0.5
+    rpc_timeout: float = 1.0
+    lookup_timeout: float = 5.0
+    join_dns: list[str] = field(default_factory=list)
+    discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(mode="none"))
+    require_join: bool = False
+    scribe: ScribeConfig = field(default_factory=ScribeConfig)
+    metrics_port: int | None = None  # None: no /metrics endpoint; 0: a free port
+    metrics_host: str | None = None  # default: the listen host
+
+
+class NodeServer:
+    """One running node: bind, join, serve, and leave gracefully."""
+
+    def __init__(self, options: NodeOptions) -> None:
+        self.options = options
+        self.space = IdSpace(options.id_bits)
+        self.metrics = NodeMetrics()
+        self.metrics_address = ""
+        self.transport = GrpcTransport(observe=self.metrics.rpc)
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS,
+                                      interceptors=[MetricsInterceptor(self.metrics)])
+        self.health = health.aio.HealthServicer()
+        self.node: ChordNode
+        self.kbr: Kbr
+        self.storage: Storage
+        self.listener: DiscoveryListener | None = None
+        self.in_ring = False
+
+    async def start(self) -> str:
+        """Bind, build the protocol objects, start serving, then join. Returns the address."""
+        opts = self.options
+        host, _port = split_address(opts.listen)
+        for seed in [*opts.join, *opts.join_dns]:
+            split_address(seed)
+        bound = self.server.add_insecure_port(opts.listen)
+        if bound == 0:
+            raise OSError(f"cannot listen on {opts.listen}")
+        if opts.advertise:
+            split_address(opts.advertise)
+            advertise = opts.advertise
+        elif host in ("0.0.0.0", "::", ""):
+            advertise = join_address(_host_address(), bound)
+        else:
+            advertise = join_address(host, bound)
+        config = NodeConfig(
+            successors=opts.successors,
+            stabilize_interval=opts.stabilize_interval,
+            rpc_timeout=opts.rpc_timeout,
+            lookup_timeout=opts.lookup_timeout,
+        )
+        self.node = ChordNode(self.space, advertise, self.transport, config,
+                              observer=self.metrics)
+        self.kbr = Kbr(self.node)
+        self.storage = Storage(self.kbr, replicas=opts.replicas)
+        self.scribe = Scribe(self.kbr, opts.scribe)
+        self.server.add_generic_rpc_handlers([chord_handler(self.node.handle)])
+        client_pb2_grpc.add_NodeApiServicer_to_server(NodeApiServicer(self), self.server)
+        mcast_pb2_grpc.add_MulticastServicer_to_server(
+            MulticastServicer(self.scribe, lambda: self.in_ring), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, NODE_API, MULTICAST, HEALTH, reflection.SERVICE_NAME],
+            self.server,
+        )
+        self.metrics.watch(self)
+        if opts.metrics_port is not None:
+            mhost = opts.metrics_host or host
+            mport = self.metrics.serve(mhost, opts.metrics_port)
+            self.metrics_address = join_address(mhost, mport)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        await self._join_somewhere()
+        self.in_ring = True
+        self.node.start()
+        self.storage.start()
+        self.scribe.start()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        return advertise
+
+    def identity(self) -> Identity:
+        node = self.node
+        return Identity(node.me.address, node.me.id, node.state.estimate_size(), self.in_ring)
+
+    async def _join_somewhere(self) -> None:
+        """Static seeds and DNS names first (the first that answers wins), then discovery;
+        nothing found: start a new ring, unless --require-join."""
+        opts, disc = self.options, self.options.discovery
+        if disc.mode != "none":
+            host = split_address(self.node.me.address)[0]
+            self.listener = DiscoveryListener(disc, self.space, interface_for(host),
+                                              self.identity)
+            await self.listener.start()
+        seeds = [*opts.join, *await resolve_seeds(opts.join_dns)]
+        failure = ""
+        if seeds:
+            try:
+                await self.node.join(seeds)
+                return
+            except JoinFailed as exc:
+                failure = str(exc)
+                if self.listener is None:
+                    raise
+                log.warning("%s; trying discovery", exc)
+        elif opts.join_dns and self.listener is None:
+            raise JoinFailed(f"no address found for {', '.join(opts.join_dns)}")
+        if self.listener is not None:
+            found = await find_ring(disc, self.space, self.listener.iface, self.identity)
+            if found:
+                await self.node.join(found)
+                return
+            failure = failure or f"no ring answered {disc.mode} discovery"
+        if opts.require_join:
+            raise JoinFailed(failure or "no seed to join through")
+
+    async def _set_health(self, status: int) -> None:
+        for service in ("", SERVICE_NAME, NODE_API, MULTICAST):
+            await self.health.set(service, status)
+
+    async def leave(self) -> None:
+        """Hand data over, tell the neighbours, stop serving."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.listener is not None:
+            self.listener.close()
+        try:
+            await self.kbr.leave()
+        finally:
+            await self.server.stop(grace=1.0)
+            await self.transport.close()
+            self.metrics.close()
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+def _host_address() -> str:
+    """This host's address as its own name resolves (what a container's peers reach)."""
+    try:
+        ip = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        ip = ""
+    if not ip or ip.startswith("127."):
+        raise ValueError("listening on a wildcard address: give --advertise HOST:PORT "
+                         "(this host's name does not resolve to a reachable address)")
+    return ip
+
+
+class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
+    """Info always answers; the ring operations only once the node has joined a ring."""
+
+    def __init__(self, ns: NodeServer) -> None:
+        self.ns = ns
+
+    async def _require_ring(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.ns.in_ring:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "node has not joined a ring yet")
+
+    async def Info(self, request: cpb.NodeInfoRequest, context: grpc.aio.ServicerContext
+                   ) -> cpb.NodeInfoReply:
+        node, space = self.ns.node, self.ns.space
+        st = node.state
+        return cpb.NodeInfoReply(
+            node=node_to_pb(space, node.me),
+            predecessor=node_to_pb(space, st.predecessor) if st.predecessor else None,
+            successors=nodes_to_pb(space, st.successors),
+            fingers=nodes_to_pb(space, st.distinct_fingers()),
+            keys=self.ns.storage.owned_count(),
+            replicas=self.ns.storage.replica_count(),
+            id_bits=space.bits,
+        )
+
+    async def Lookup(self, request: cpb.LookupRequest, context: grpc.aio.ServicerContext
+                     ) -> cpb.LookupReply:
+        await self._require_ring(context)
+        node, space = self.ns.node, self.ns.space
+        try:
+            key = space.from_bytes(request.key_id) if request.key_id else space.hash_key(
+                request.key)
+        except IdError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            result = await (node.lookup_iterative(key) if request.iterative else node.lookup(key))
+        except LookupFailed as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"lookup failed: {exc}")
+        return cpb.LookupReply(
+            key_id=space.to_bytes(key),
+            owner=node_to_pb(space, result.owner),
+            hops=result.hops,
+            path=nodes_to_pb(space, result.path),
+        )
+
+    async def Put(self, request: cpb.PutRequest, context: grpc.aio.ServicerContext
+                  ) -> cpb.PutReply:
+        await self._require_ring(context)
+        try:
+            owner, version = await self.ns.storage.put(request.key, request.value)
+        except StorageError as exc:
+            await _abort_storage(context, exc)
+        return cpb.PutReply(owner=node_to_pb(self.ns.space, owner), version=version)
+
+    async def Get(self, request: cpb.GetRequest, context: grpc.aio.ServicerContext
+                  ) -> cpb.GetReply:
+        await self._require_ring(context)
+        try:
+            r = await self.ns.storage.get(request.key)
+        except StorageError as exc:
+            await _abort_storage(context, exc)
+        return cpb.GetReply(found=r.found, value=r.value, version=r.version,
+                            owner=node_to_pb(self.ns.space, r.owner))
+
+    async def Delete(self, request: cpb.DeleteRequest, context: grpc.aio.ServicerContext
+                     ) -> cpb.DeleteReply:
+        await self._require_ring(context)
+        try:
+            found, owner = await self.ns.storage.delete(request.key)
+        except StorageError as exc:
+            await _abort_storage(context, exc)
+        return cpb.DeleteReply(found=found, owner=node_to_pb(self.ns.space, owner))
+
+
+async def _abort_storage(context: grpc.aio.ServicerContext, exc: StorageError) -> None:
+    code = (grpc.StatusCode.UNAVAILABLE if isinstance(exc, StorageUnavailable)
+            else grpc.StatusCode.INVALID_ARGUMENT)
+    await context.abort(code, str(exc))

@@ -1,0 +1,199 @@
+"""The Multicast gRPC service: what external clients (the CLI, `chordcast.mcast_client_tmp`) call on any
+node. External members are served over a server-streaming call fed from a bounded queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc
+
+from chord.wire import node_to_pb
+from chordcast.v1 import mcast_pb2 as mpb
+from chordcast.v1 import mcast_pb2_grpc
+from mcast.scribe import McastError, Scribe
+from mcast.tree import ANYCAST, ENDED, GAP, MESSAGE, Event, Member
+
+log = logging.getLogger(__name__)
+
+STREAM_QUEUE_LIMIT = 10_000
+STATUS = {
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "exists": grpc.StatusCode.ALREADY_EXISTS,
+    "denied": grpc.StatusCode.PERMISSION_DENIED,
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+}
+KINDS = {
+    MESSAGE: mpb.GroupEvent.MESSAGE,
+    GAP: mpb.GroupEvent.GAP,
+    ENDED: mpb.GroupEvent.ENDED,
+    ANYCAST: mpb.GroupEvent.ANYCAST,
+}
+_OVERFLOW = object()
+_LEFT = object()
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: McastError) -> NoReturn:
+    await context.abort(STATUS[exc.code], str(exc))
+    raise AssertionError("abort returns only by raising")
+
+
+def event_to_pb(e: Event) -> mpb.GroupEvent:
+    return mpb.GroupEvent(kind=KINDS[e.kind], group=e.group, seq=e.seq, payload=e.payload,
+                          sender=e.sender, ts_ms=e.ts_ms, last_seq=e.last_seq)
+
+
+class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
+    def __init__(self, scribe: Scribe, ready: Any) -> None:
+        self.scribe = scribe
+        self.ready = ready  # callable: has the node joined a ring?
+        self._streams: dict[tuple[str, str], list[tuple[Member, asyncio.Queue[Any]]]] = {}
+
+    async def _check(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.ready():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "node has not joined a ring yet")
+
+    def _pb(self, node: Any) -> Any:
+        return node_to_pb(self.scribe.kbr.space, node)
+
+    async def Create(self, request: mpb.CreateGroupRequest, context: Any) -> mpb.CreateGroupReply:
+        await self._check(context)
+        try:
+            token, root = await self.scribe.create(request.name, request.creator)
+        except McastError as exc:
+            await _abort(context, exc)
+        space = self.scribe.kbr.space
+        return mpb.CreateGroupReply(name=request.name,
+                                    group_id=space.to_bytes(self.scribe.gid(request.name)),
+                                    root=self._pb(root), token=token)
+
+    async def Join(self, request: mpb.JoinGroupRequest, context: Any
+                   ) -> AsyncIterator[mpb.GroupEvent]:
+        await self._check(context)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        def on_event(e: Event) -> None:
+            if queue.qsize() >= STREAM_QUEUE_LIMIT:
+                queue.put_nowait(_OVERFLOW)
+            else:
+                queue.put_nowait(e)
+
+        try:
+            member, start = await self.scribe.join(
+                request.name, on_event, member=request.member,
+                resume_after=request.last_seq if request.resume else None)
+        except McastError as exc:
+            await _abort(context, exc)
+        key = (request.name, member.name)
+        self._streams.setdefault(key, []).append((member, queue))
+        try:
+            yield mpb.GroupEvent(kind=mpb.GroupEvent.JOINED, group=request.name, seq=start)
+            while True:
+                e = await queue.get()
+                if e is _LEFT:
+                    return
+                if e is _OVERFLOW:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                        "client too slow: re-join with resume")
+                yield event_to_pb(e)
+                if e.kind == ENDED:
+                    return
+        finally:
+            entries = self._streams.get(key, [])
+            if (member, queue) in entries:
+                entries.remove((member, queue))
+            if not entries:
+                self._streams.pop(key, None)
+            await self.scribe.leave(request.name, member)
+
+    async def Leave(self, request: mpb.LeaveGroupRequest, context: Any) -> mpb.LeaveGroupReply:
+        entries = self._streams.get((request.name, request.member), [])
+        for member, queue in list(entries):
+            queue.put_nowait(_LEFT)
+            await self.scribe.leave(request.name, member)
+        return mpb.LeaveGroupReply(left=len(entries))
+
+    async def Send(self, request: mpb.SendRequest, context: Any) -> mpb.SendReply:
+        await self._check(context)
+        try:
+            seq = await self.scribe.send(request.name, request.payload, request.sender)
+        except McastError as exc:
+            await _abort(context, exc)
+        return mpb.SendReply(seq=seq)
+
+    async def Destroy(self, request: mpb.DestroyGroupRequest, context: Any
+                      ) -> mpb.DestroyGroupReply:
+        await self._check(context)
+        try:
+            await self.scribe.destroy(request.name, request.token)
+        except McastError as exc:
+            await _abort(context, exc)
+        return mpb.DestroyGroupReply()
+
+    async def Anycast(self, request: mpb.AnycastRequest, context: Any) -> mpb.AnycastReply:
+        await self._check(context)
+        try:
+            node = await self.scribe.anycast(request.name, request.payload, request.sender)
+        except McastError as exc:
+            await _abort(context, exc)
+        return mpb.AnycastReply(node=self._pb(node))
+
+    async def Info(self, request: mpb.GroupInfoRequest, context: Any) -> mpb.GroupInfo:
+        await self._check(context)
+        try:
+            s = await self.scribe.info(request.name)
+        except McastError as exc:
+            await _abort(context, exc)
+        return self._info(s)
+
+    def _info(self, s: Any) -> mpb.GroupInfo:
+        return mpb.GroupInfo(name=s.name, group_id=self.scribe.kbr.space.to_bytes(s.group_id),
+                             root=self._pb(s.root), creator=s.creator, created_ms=s.created_ms,
+                             last_seq=s.last_seq, members=s.members, depth=s.depth)
+
+    async def List(self, request: mpb.ListGroupsRequest, context: Any) -> mpb.ListGroupsReply:
+        await self._check(context)
+        return mpb.ListGroupsReply(groups=[self._info(s) for s in
+                                           await self.scribe.list_groups()])
+
+    async def Broadcast(self, request: mpb.BroadcastRequest, context: Any
+                        ) -> mpb.BroadcastReply:
+        await self._check(context)
+        try:
+            await self.scribe.broadcast(request.payload, request.sender)
+        except McastError as exc:
+            await _abort(context, exc)
+        return mpb.BroadcastReply()
+
+    async def Unicast(self, request: mpb.UnicastRequest, context: Any) -> mpb.UnicastReply:
+        await self._check(context)
+        try:
+            owner = await self.scribe.unicast(request.key, request.payload, request.sender)
+        except McastError as exc:
+            await _abort(context, exc)
+        return mpb.UnicastReply(owner=self._pb(owner))
+
+    async def Roles(self, request: mpb.RolesRequest, context: Any) -> mpb.RolesReply:
+        return mpb.RolesReply(groups=[
+            mpb.GroupRole(name=g.name, root=g.is_root, children=len(g.children),
+                          members=len(g.members), parent=g.parent.address if g.parent else "",
+                          last_seq=g.last or 0)
+            for g in sorted(self.scribe.groups.values(), key=lambda g: g.name)])
+
+    async def Inbox(self, request: mpb.InboxRequest, context: Any
+                    ) -> AsyncIterator[mpb.InboxMessage]:
+        queue: asyncio.Queue[mpb.InboxMessage] = asyncio.Queue(maxsize=STREAM_QUEUE_LIMIT)
+
+        def listener(kind: str, payload: bytes, sender: str) -> None:
+            if not queue.full():
+                queue.put_nowait(mpb.InboxMessage(kind=kind, payload=payload, sender=sender))
+
+        self.scribe.inbox.append(listener)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self.scribe.inbox.remove(listener)

@@ -1,0 +1,145 @@
+"""Deployment files, checked without a Docker engine or a cluster: Kubernetes manifests against
+the Kubernetes schemas, the compose file against the compose specification, and every command
+line they run against the real CLI parser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from chordcast.cli.main import build_parser
+
+ROOT = Path(__file__).resolve().parents[3]
+DEPLOY = ROOT / "deploy"
+K8S_VERSION = "1.30"
+
+
+def k8s_docs() -> list[dict]:
+    docs = []
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def assert_cli(argv: list[str]) -> None:
+    """The arguments parse as a real `chordcast` invocation."""
+    args = build_parser().parse_args(argv)
+    assert callable(args.func)
+
+
+def test_kubernetes_manifests_match_the_schema() -> None:
+    kinds = []
+    for doc in k8s_docs():
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        kinds.append(doc["kind"])
+    assert sorted(kinds) == ["PodDisruptionBudget", "Service", "Service", "StatefulSet"]
+
+
+def test_kubernetes_schema_check_catches_mistakes() -> None:
+    sts = next(d for d in k8s_docs() if d["kind"] == "StatefulSet")
+    broken = json.loads(json.dumps(sts))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProb"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_kubernetes_wiring() -> None:
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in k8s_docs()}
+    headless = docs[("Service", "chordcast-peers")]["spec"]
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+    sts = docs[("StatefulSet", "chordcast")]["spec"]
+    assert sts["serviceName"] == "chordcast-peers"
+    pod = sts["template"]
+    assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    container = pod["spec"]["containers"][0]
+    assert "grpc" in container["readinessProbe"] and "grpc" in container["livenessProbe"]
+    assert container["resources"]["requests"]
+    args = [re.sub(r"\$\((\w+)\)", "x", a) for a in container["args"]]
+    assert_cli(args)
+    assert "--join-dns" in args and "--advertise" in args
+    assert docs[("PodDisruptionBudget", "chordcast")]["spec"]["maxUnavailable"] == 1
+
+
+def compose_schema() -> dict:
+    ref = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    return json.loads(ref.read_text())
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    jsonschema.validate(compose, compose_schema())
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["node1"]["restart_policy"] = "always"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, compose_schema())
+
+
+def test_compose_runs_five_nodes_prometheus_and_grafana() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+    nodes = [s for s in services if s.startswith("node")]
+    assert len(nodes) == 5
+    for name in nodes:
+        command = services[name]["command"]
+        assert_cli(command)
+        assert "--join" not in command  # they find each other by broadcast
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    for volume in services["grafana"]["volumes"] + services["prometheus"]["volumes"]:
+        assert (DEPLOY / volume.split(":")[0]).exists(), volume
+
+
+def test_dockerfile_entrypoint_is_a_real_cli_invocation() -> None:
+    text = (DEPLOY / "docker" / "Dockerfile").read_text()
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M).group(1))
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))
+    assert entry == ["chordcast"]
+    assert_cli(cmd)
+    assert re.search(r"^USER (?!root|0\b)\S+", text, re.M), "the image must not run as root"
+    assert all(":" in line.split()[1] and "latest" not in line
+               for line in text.splitlines() if line.startswith("FROM "))
+
+
+def test_systemd_unit_runs_the_cli() -> None:
+    text = (DEPLOY / "systemd" / "chordcast.service").read_text().replace("\\\n", " ")
+    exec_start = re.search(r"^ExecStart=(.*)$", text, re.M).group(1)
+    argv = shlex.split(exec_start.replace("${ADVERTISE}", "10.0.0.1:7000")
+                       .replace("$SEEDS", ""))
+    assert argv[0].endswith("/chordcast")
+    assert_cli(argv[1:])
+
+
+def test_dashboard_is_generated_and_uses_the_provisioned_datasource() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_dashboard",
+                                                  DEPLOY / "grafana" / "make_dashboard.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = json.loads((DEPLOY / "grafana" / "dashboards" / "chordcast.json").read_text())
+    assert committed == module.build(), "run python deploy/grafana/make_dashboard.py"
+    ds = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" /
+                         "prometheus.yml").read_text())["datasources"][0]
+    for panel in committed["panels"]:
+        assert panel["datasource"]["uid"] == ds["uid"]
+
+
+def test_promtool_accepts_the_shipped_prometheus_config() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool missing: install the Debian package `prometheus`")
+    out = subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus" /
+                                                          "prometheus.yml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -1,0 +1,62 @@
+"""Bad input on the command line: one clear line and a non-zero status, never a traceback."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from chordcast.cli.main import main
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening (bound and released by us)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["lookup", "k", "--via", "not-an-address"],
+        ["lookup", "k", "--via", "127.0.0.1:99999"],
+        ["lookup", "k", "--via", "::1:5000"],
+        ["get", "k", "--via", "host:port"],
+        ["node", "--listen", "127.0.0.1"],
+        ["node", "--listen", "127.0.0.1:0", "--id-bits", "200"],
+        ["node", "--listen", "127.0.0.1:0", "--id-bits", "two"],
+        ["node", "--listen", "127.0.0.1:0", "--successors", "0"],
+        ["node", "--listen", "127.0.0.1:0", "--join", "nowhere"],
+        ["lookup", "--via", "127.0.0.1:5000"],
+        ["put", "k", "--via", "127.0.0.1:5000"],
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_unreachable_node_is_one_clear_line(capsys) -> None:
+    port = closed_port()
+    assert main(["lookup", "k", "--via", f"127.0.0.1:{port}"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and f"127.0.0.1:{port}" in err and "\n" not in err
+
+
+def test_oversized_file_value_is_refused_before_sending(tmp_path, capsys) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * ((1 << 20) + 1))
+    port = closed_port()  # never contacted: the size check comes first
+    assert main(["put", "k", "--file", str(big), "--via", f"127.0.0.1:{port}"]) == 1
+    assert "1 MiB" in capsys.readouterr().err
+
+
+def test_missing_file_is_a_usage_error(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["put", "k", "--file", str(tmp_path / "nope"), "--via", "127.0.0.1:5000"])
+    assert exc.value.code == 2
+    assert "cannot read" in capsys.readouterr().err

@@ -1,0 +1,165 @@
+"""Eight node processes on loopback, three external clients in one group through different
+access nodes: delivery, a forwarder SIGKILLed mid-stream, leave, destroy, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from chordcast.localring import LocalRing
+from chordcast.mcast_client_tmp import Client, GroupMessage, McastClientError, Subscription
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ring() -> Iterator[LocalRing]:
+    nodes = LocalRing(extra_args=["--stabilize-interval", "0.2", "--rpc-timeout", "0.5",
+                                  "--parent-timeout", "1.0", "--successors", "3",
+                                  "--max-children", "1"])
+    with nodes.running(8) as r:
+        yield r
+
+
+def rotated(addresses: list[str], first: int) -> list[str]:
+    return addresses[first:] + addresses[:first]
+
+
+async def collect(sub: Subscription, into: list[GroupMessage]) -> None:
+    async for m in sub:
+        into.append(m)
+
+
+async def until(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        await asyncio.sleep(0.05)
+
+
+async def send_with_retry(client: Client, group: str, text: str) -> int:
+    for attempt in range(20):
+        try:
+            return await client.send(group, text)
+        except McastClientError:
+            await asyncio.sleep(0.2 * (attempt + 1))  # the ring or tree is repairing
+    raise AssertionError(f"could not send {text!r}")
+
+
+def seqs(messages: list[GroupMessage]) -> list[int]:
+    return [m.seq for m in messages if m.kind == "message"]
+
+
+async def test_three_clients_forwarder_crash_leave_destroy(ring: LocalRing) -> None:
+    addresses = [n.address for n in ring.live()]
+    sender = Client(rotated(addresses, 0))
+    created = await sender.create("chat")
+    assert created.root in addresses and len(created.token) == 32
+
+    clients = [Client(rotated(addresses, i)) for i in (1, 3, 5)]
+    subs = [c.join("chat", member=f"client{i}") for i, c in enumerate(clients)]
+    for s in subs:
+        await s.open()
+    assert [s.access_node for s in subs] == [addresses[1], addresses[3], addresses[5]]
+    got: list[list[GroupMessage]] = [[], [], []]
+    readers = [asyncio.ensure_future(collect(s, g)) for s, g in zip(subs, got, strict=True)]
+
+    for k in range(10):
+        assert await sender.send("chat", f"hello {k}") == k + 1
+    await until(lambda: all(len(seqs(g)) == 10 for g in got))
+    assert all(seqs(g) == list(range(1, 11)) for g in got)
+    assert got[0][0].text == "hello 0" and got[0][0].sender == addresses[0]
+
+    # Mid-stream, SIGKILL a node that forwards for the group (not the root, not the sender's
+    # access node); prefer one that serves no client.
+    async def flow() -> None:
+        for k in range(10, 70):
+            await send_with_retry(sender, "chat", f"hello {k}")
+            await asyncio.sleep(0.03)
+
+    traffic = asyncio.ensure_future(flow())
+    await until(lambda: all(len(seqs(g)) >= 20 for g in got))
+    forwarders = []
+    for address in addresses[1:]:
+        async with Client(address) as probe:
+            for role in await probe.roles():
+                if role.name == "chat" and role.children and not role.root:
+                    forwarders.append(address)
+    assert forwarders, "the tree has no forwarder to kill"
+    access = {s.access_node for s in subs}
+    victim_address = sorted(forwarders, key=lambda a: a in access)[0]
+    victim = next(n for n in ring.nodes if n.address == victim_address)
+    ring.kill(victim)
+    await traffic
+
+    info = await sender.info("chat")
+    assert info.last_seq >= 70
+    expected = list(range(1, info.last_seq + 1))
+    await until(lambda: all(seqs(g) == expected for g in got), timeout=60)
+    texts = {m.seq: m.text for m in got[0] if m.kind == "message"}
+    assert all({m.seq: m.text for m in g if m.kind == "message"} == texts for g in got)
+
+    # Leave: client 2 stops receiving, the others go on.
+    await clients[2].leave(subs[2])
+    await readers[2]
+    before = len(seqs(got[2]))
+    last = await send_with_retry(sender, "chat", "after leave")
+    await until(lambda: all(seqs(g)[-1] == last for g in got[:2]))
+    assert len(seqs(got[2])) == before
+
+    # Destroy: only with the creator's token; members are told the group ended.
+    with pytest.raises(McastClientError) as exc:
+        await clients[0].destroy("chat", "0" * 32)
+    assert exc.value.code == "PERMISSION_DENIED"
+    await sender.destroy("chat", created.token)
+    await asyncio.wait_for(asyncio.gather(*readers[:2]), 30)
+    assert got[0][-1].kind == "ended" and got[1][-1].kind == "ended"
+    with pytest.raises(McastClientError) as exc:
+        await sender.send("chat", "too late")
+    assert exc.value.code == "NOT_FOUND"
+
+    with pytest.raises(McastClientError) as exc:
+        await clients[0].join("no-such-group").open()
+    assert exc.value.code == "NOT_FOUND"
+    for c in [sender, *clients]:
+        await c.close()
+
+
+async def test_client_resumes_at_another_node_when_its_access_node_dies(ring: LocalRing
+                                                                        ) -> None:
+    addresses = [n.address for n in ring.live()]
+    sender = Client(rotated(addresses, 0))
+    await sender.create("resume")
+    victim_index = len(addresses) - 1
+    client = Client(rotated(addresses, victim_index))
+    got: list[GroupMessage] = []
+    sub = client.join("resume")
+    await sub.open()
+    assert sub.access_node == addresses[victim_index]
+    reader = asyncio.ensure_future(collect(sub, got))
+    for k in range(5):
+        await sender.send("resume", f"m{k}")
+    await until(lambda: len(seqs(got)) == 5)
+
+    victim = next(n for n in ring.nodes if n.address == addresses[victim_index])
+    ring.kill(victim)
+    for k in range(5, 20):
+        await send_with_retry(sender, "resume", f"m{k}")
+    last = (await sender.info("resume")).last_seq
+    await until(lambda: seqs(got) == list(range(1, last + 1)), timeout=60)
+    assert sub.reconnects >= 1 and sub.access_node != addresses[victim_index]
+    await sub.close()
+    await reader
+    await sender.close()
+    await client.close()
+
+
+async def test_oversized_payload_is_refused(ring: LocalRing) -> None:
+    async with Client(ring.live()[0].address) as c:
+        await c.create("big")
+        with pytest.raises(McastClientError) as exc:
+            await c.send("big", b"x" * ((1 << 20) + 1))
+        assert exc.value.code == "INVALID_ARGUMENT" and "1 MiB" in str(exc.value)

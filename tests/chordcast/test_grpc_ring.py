@@ -1,0 +1,175 @@
+"""Ten real node processes started through the CLI, talking gRPC on loopback."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from chord.ids import IdSpace
+from chordcast.client import ClientError, NodeClient
+from chordcast.localring import LocalRing, NodeProcess
+from chordcast.v1 import client_pb2, client_pb2_grpc
+
+pytestmark = pytest.mark.slow
+SPACE = IdSpace(160)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "chordcast.cli.main", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def eventually(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    """Retry `check` until it returns without raising, within a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except (AssertionError, ClientError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def ring() -> Iterator[LocalRing]:
+    nodes = LocalRing(extra_args=["--stabilize-interval", "0.2", "--rpc-timeout", "0.5"])
+    with nodes.running(10) as r:
+        yield r
+
+
+def test_cli_lookups_agree_with_sha1_oracle(ring: LocalRing) -> None:
+    rng = random.Random(1)
+    addresses = [n.address for n in ring.live()]
+    for i in range(8):
+        key = f"key-{i}"
+        out = cli("lookup", key, "--via", rng.choice(addresses), "--json")
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        key_id = SPACE.hash_key(key)
+        assert doc["key"] == key and doc["key_id"] == SPACE.format(key_id)
+        assert doc["owner"]["address"] == ring.owner_of(key_id)
+        assert doc["owner"]["id"] == SPACE.format(SPACE.hash_address(doc["owner"]["address"]))
+        assert doc["hops"] == len(doc["path"]) - 1 and doc["path"][-1] == doc["owner"]["address"]
+
+    out = cli("ring", "--via", addresses[0], "--json")
+    doc = json.loads(out.stdout)
+    assert doc["size"] == 10
+    assert sorted(n["address"] for n in doc["nodes"]) == sorted(addresses)
+
+
+def test_many_lookups_recursive_and_iterative(ring: LocalRing) -> None:
+    rng = random.Random(2)
+    addresses = [n.address for n in ring.live()]
+    for mode in (False, True):
+        for _i in range(100):
+            key = f"k{rng.random()}"
+            with NodeClient(rng.choice(addresses)) as client:
+                r = client.lookup(key, iterative=mode)
+            assert r.owner.address == ring.owner_of(SPACE.hash_key(key)), (mode, key)
+
+
+def test_lookup_by_raw_id_and_garbage_id(ring: LocalRing) -> None:
+    via = ring.live()[0].address
+    target = SPACE.hash_address(ring.live()[3].address)
+    out = cli("lookup", "--id", SPACE.format(target), "--via", via, "--json")
+    assert json.loads(out.stdout)["owner"]["address"] == ring.live()[3].address
+    bad = cli("lookup", "--id", "not-hex", "--via", via)
+    assert bad.returncode == 2 and "not a hexadecimal identifier" in bad.stderr
+    big = cli("lookup", "--id", "f" * 41, "--via", via)
+    assert big.returncode == 2 and "outside" in big.stderr
+
+
+def test_storage_survives_graceful_leave_and_crash(ring: LocalRing) -> None:
+    via = ring.live()[0].address
+    values = {f"item-{i}": f"value-{i}".encode() for i in range(40)}
+    with NodeClient(via) as client:
+        for k, v in values.items():
+            client.put(k, v)
+    assert cli("get", "item-3", "--via", via).stdout.strip() == "value-3"
+
+    def all_readable(through: str) -> None:
+        with NodeClient(through) as client:
+            for k, v in values.items():
+                got = client.get(k)
+                assert got.found and got.value == v, k
+
+    def busiest_owner() -> NodeProcess:
+        owners = Counter(ring.owner_of(SPACE.hash_key(k)) for k in values)
+        return max(ring.live()[1:], key=lambda n: owners[n.address])
+
+    # Graceful leave of the node owning the most items: exit 0 within 5 s, nothing lost.
+    leaver = busiest_owner()
+    started = time.monotonic()
+    assert ring.terminate(leaver) == 0
+    assert time.monotonic() - started < 5.0
+    all_readable(via)  # immediately: the keys were handed over before it exited
+    ring.wait_converged(timeout=30)
+
+    # Crash of another owner: the first replica takes over.
+    victim = busiest_owner()
+    ring.kill(victim)
+    eventually(lambda: all_readable(via), timeout=20)
+    ring.wait_converged(timeout=30)
+    all_readable(ring.live()[-1].address)
+
+    # Overwrite and delete still work on the repaired ring.
+    with NodeClient(via) as client:
+        _, version = client.put("item-1", b"new")
+        assert version == 2 and client.get("item-1").value == b"new"
+        assert client.delete("item-2")[0] is True
+        assert client.get("item-2").found is False
+    missing = cli("get", "item-2", "--via", via)
+    assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_lookup_during_repair_succeeds_or_fails_cleanly(ring: LocalRing) -> None:
+    victim = ring.live()[-1]
+    via = ring.live()[0].address
+    ring.kill(victim)
+    rng = random.Random(3)
+    outcomes = {"ok": 0, "error": 0}
+    with NodeClient(via, timeout=15) as client:
+        for _ in range(30):
+            key = f"r{rng.random()}"
+            started = time.monotonic()
+            try:
+                client.lookup(key)
+                outcomes["ok"] += 1
+            except ClientError as exc:
+                assert str(exc)
+                outcomes["error"] += 1
+            assert time.monotonic() - started < 10.0  # bounded: never hangs
+    assert outcomes["ok"] > 0
+    ring.wait_converged(timeout=30)
+    with NodeClient(via) as client:
+        for i in range(50):
+            key = f"after-{i}"
+            assert client.lookup(key).owner.address == ring.owner_of(SPACE.hash_key(key))
+
+
+def test_oversized_value_over_grpc(ring: LocalRing) -> None:
+    with NodeClient(ring.live()[0].address) as client:
+        with pytest.raises(ClientError, match="1 MiB"):
+            client.put("big", b"x" * ((1 << 20) + 1))
+        client.put("exactly-1mib", b"y" * (1 << 20))
+        assert client.get("exactly-1mib").value == b"y" * (1 << 20)
+    # A client that skips the check is refused by the node itself.
+    with grpc.insecure_channel(ring.live()[1].address, options=[
+            ("grpc.max_send_message_length", 8 << 20)]) as channel:
+        stub = client_pb2_grpc.NodeApiStub(channel)
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.Put(client_pb2.PutRequest(key="big", value=b"x" * (2 << 20)), timeout=10)
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "1 MiB" in exc.value.details()
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.Put(client_pb2.PutRequest(key="", value=b"v"), timeout=10)
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
