@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test proto lint bench clean system-deps sim-report
+.PHONY: demo test proto lint types bench clean system-deps sim-report
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("chordcast needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/chordcast demo
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps types
 	$(PY) -m pytest -q
 
 # Real components the tests use: Debian's prometheus (dashboard queries) and iproute2
@@ -38,8 +38,12 @@ system-deps:
 proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. protos/chordcast/v1/*.proto
 
-lint: $(STAMP)
+lint: $(STAMP) types
 	$(VENV)/bin/ruff check .
+
+# mypy over chord, mcast and chordcast (settings in pyproject.toml): part of lint and test.
+types: $(STAMP)
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) bench/run.py

@@ -17,9 +17,8 @@ import time
 from chord.node import NodeConfig
 from chord.sim.memnet import MemoryNetwork, VirtualTimeLoop
 from chord.sim.ring import SimRing
-from chordcast.client import NodeClient
+from chordcast import BlockingClient, Client
 from chordcast.localring import LocalRing
-from chordcast.mcast_client_tmp import Client
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -32,7 +31,7 @@ def bench_loopback(nodes: int, lookups: int) -> dict[str, float]:
     with ring.running(nodes):
         time.sleep(3)  # let fix_fingers fill the tables before measuring
         rng = random.Random(1)
-        clients = [NodeClient(n.address) for n in ring.live()]
+        clients = [BlockingClient(n.address) for n in ring.live()]
         latencies, hops = [], []
         for _ in range(lookups):
             client = rng.choice(clients)

@@ -1,7 +1,8 @@
 """Regenerates docs/simulation.md and its plots from seeded simulator runs (`make sim-report`).
 
-Every figure comes from `chord.sim.experiments` with the seed printed next to it, so anyone can rerun a
-single line with `chordcast sim ... --seed S`. Needs the `report` extra (matplotlib).
+Every figure comes from `chord.sim.experiments` (and `mcast.sim`) with the seed printed next to it,
+so anyone can rerun a single line with `chordcast sim ... --seed S`. Needs the `report` extra
+(matplotlib).
 """
 
 from __future__ import annotations

@@ -54,13 +54,13 @@ def check(space: IdSpace, lists: Mapping[int, Sequence[int]]) -> list[str]:
     cycles = 0
     for start in sorted(live):
         path: list[int] = []
-        n: int | None = start
-        while n is not None and n not in state:
-            state[n] = 0
-            path.append(n)
-            n = best(n)
-        if n is not None and state.get(n) == 0:
-            cycle = path[path.index(n):]
+        walker: int | None = start
+        while walker is not None and walker not in state:
+            state[walker] = 0
+            path.append(walker)
+            walker = best(walker)
+        if walker is not None and state.get(walker) == 0:
+            cycle = path[path.index(walker):]
             on_cycle.update(cycle)
             cycles += 1
         for p in path:

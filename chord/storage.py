@@ -118,6 +118,10 @@ class Storage:
     def replica_count(self) -> int:
         return sum(1 for r in self.items.values() if not r.deleted) - self.owned_count()
 
+    def stored_bytes(self) -> int:
+        """Bytes of the values held here, owned and replicas."""
+        return sum(len(r.value) for r in self.items.values())
+
     # ================================================================ upcalls
     async def forward(
         self, key: int, payload: bytes, prev_hop: NodeRef | None, next_hop: NodeRef

@@ -1,149 +1,405 @@
-"""A typed, blocking client for a node's NodeApi (what the CLI and scripts use)."""
+"""The client library: one asyncio `Client` for everything a user does with a ring.
+
+    async with Client(["127.0.0.1:7001", "127.0.0.1:7002"]) as c:
+        await c.put("k", b"v")
+        print((await c.get("k")).value)
+        created = await c.create("room")
+        async with c.join("room") as sub:
+            await c.send("room", "hello")
+            async for msg in sub:            # messages in the group's total order
+                print(msg.seq, msg.sender, msg.text)
+                break
+
+It takes several node addresses and fails over between them: a call that cannot reach the
+current node goes to the next one. A subscription survives the death of its access node: it
+reconnects to the next address and resumes after the last sequence number it delivered, so
+nothing is lost or repeated. `chordcast.blocking.BlockingClient` is the same API without asyncio.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from chord.ids import IdSpace
+from chord.ids import IdError, IdSpace
 from chord.storage import MAX_VALUE_BYTES
 from chordcast.address import split_address
-from chordcast.v1 import chord_pb2, client_pb2_grpc
+from chordcast.results import (
+    ClientError,
+    CreatedGroup,
+    Deleted,
+    GroupInfo,
+    GroupMessage,
+    GroupRole,
+    InboxMessage,
+    Lookup,
+    NodeInfo,
+    Peer,
+    Stored,
+    Value,
+)
+from chordcast.v1 import chord_pb2, client_pb2_grpc, mcast_pb2_grpc
 from chordcast.v1 import client_pb2 as cpb
+from chordcast.v1 import mcast_pb2 as mpb
 
 MESSAGE_LIMIT = 8 << 20
+MAX_RING_WALK = 100_000
+_OPTIONS = [("grpc.max_send_message_length", MESSAGE_LIMIT),
+            ("grpc.max_receive_message_length", MESSAGE_LIMIT)]
+# A subscription's stream that ends with one of these is resumed at another node.
+_RECONNECT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
+              grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
+              grpc.StatusCode.INTERNAL}
+KIND_NAMES = {mpb.GroupEvent.MESSAGE: "message", mpb.GroupEvent.GAP: "gap",
+              mpb.GroupEvent.ENDED: "ended", mpb.GroupEvent.ANYCAST: "anycast"}
 
 
-class ClientError(Exception):
-    """One clear line for the user: what failed and why."""
+def _payload(data: bytes | str) -> bytes:
+    return data.encode("utf-8") if isinstance(data, str) else data
 
 
-@dataclass(frozen=True)
-class Peer:
-    id: str        # lowercase hex, zero-padded to the id space's width
-    address: str
+def _unreachable(exc: grpc.aio.AioRpcError) -> bool:
+    """The node could not be reached at all (so another node may serve the call)."""
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and "connect" in (exc.details() or "")
 
 
-@dataclass(frozen=True)
-class NodeInfo:
-    node: Peer
-    predecessor: Peer | None
-    successors: list[Peer]
-    fingers: list[Peer]
-    keys: int
-    replicas: int
-    id_bits: int
+def _error(exc: grpc.aio.AioRpcError, address: str, timeout: float) -> ClientError:
+    code, details = exc.code(), exc.details() or ""
+    if _unreachable(exc):
+        return ClientError(f"cannot reach node at {address}: {details}", code.name)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ClientError(f"node at {address} did not answer within {timeout:g}s", code.name)
+    return ClientError(f"{address}: {details} ({code.name})", code.name)
 
 
-@dataclass(frozen=True)
-class Lookup:
-    key: str
-    key_id: str
-    owner: Peer
-    hops: int
-    path: list[str]
-
-
-@dataclass(frozen=True)
-class Value:
-    key: str
-    found: bool
-    value: bytes
-    version: int
-    owner: Peer
-
-
-class NodeClient:
-    def __init__(self, address: str, timeout: float = 10.0) -> None:
-        try:
-            split_address(address)
-        except ValueError as exc:
-            raise ClientError(str(exc)) from None
-        self.address = address
+class Client:
+    def __init__(self, addresses: list[str] | str, timeout: float = 10.0) -> None:
+        self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
+        if not self.addresses:
+            raise ClientError("give at least one node address")
+        for a in self.addresses:
+            try:
+                split_address(a)
+            except ValueError as exc:
+                raise ClientError(str(exc)) from None
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(
-            address,
-            options=[("grpc.max_send_message_length", MESSAGE_LIMIT),
-                     ("grpc.max_receive_message_length", MESSAGE_LIMIT)],
-        )
-        self._stub = client_pb2_grpc.NodeApiStub(self._channel)
+        self.current = 0  # index of the node calls go to first
+        self._channels: dict[str, grpc.aio.Channel] = {}
         self._space: IdSpace | None = None
 
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> NodeClient:
+    async def __aenter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
-    def _call(self, method: str, request: object) -> Any:
-        try:
-            return getattr(self._stub, method)(request, timeout=self.timeout)
-        except grpc.RpcError as exc:
-            code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
-            if code == grpc.StatusCode.UNAVAILABLE and "connect" in details:
-                raise ClientError(f"cannot reach node at {self.address}: {details}") from None
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise ClientError(
-                    f"node at {self.address} did not answer within {self.timeout:g}s"
-                ) from None
-            raise ClientError(f"{self.address}: {details} ({code.name})") from None
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            await ch.close()
+        self._channels.clear()
 
-    def _peer(self, msg: chord_pb2.Node) -> Peer:
-        return Peer(self.space.format(int.from_bytes(msg.id, "big")), msg.address)
+    # -- plumbing ---------------------------------------------------------------------------
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        ch = self._channels.get(address)
+        if ch is None:
+            ch = self._channels[address] = grpc.aio.insecure_channel(address, options=_OPTIONS)
+        return ch
 
-    @property
-    def space(self) -> IdSpace:
+    def multicast_stub(self, address: str) -> mcast_pb2_grpc.MulticastStub:
+        return mcast_pb2_grpc.MulticastStub(self._channel(address))
+
+    def _node_stub(self, address: str) -> client_pb2_grpc.NodeApiStub:
+        return client_pb2_grpc.NodeApiStub(self._channel(address))
+
+    async def _unary(self, service: str, method: str, request: Any,
+                     address: str | None = None) -> Any:
+        """Call on `address`, or on the current node; a node that cannot be reached hands the
+        call to the next address in turn (any other error is the answer)."""
+        if address is not None:
+            candidates = [(self.current, address)]
+        else:
+            n = len(self.addresses)
+            candidates = [((self.current + i) % n, self.addresses[(self.current + i) % n])
+                          for i in range(n)]
+        last: ClientError | None = None
+        for index, target in candidates:
+            stub: Any = (self._node_stub(target) if service == "node"
+                         else self.multicast_stub(target))
+            try:
+                reply = await getattr(stub, method)(request, timeout=self.timeout)
+            except grpc.aio.AioRpcError as exc:
+                last = _error(exc, target, self.timeout)
+                if not _unreachable(exc):
+                    raise last from None
+                continue
+            if address is None:
+                self.current = index
+            return reply
+        assert last is not None
+        raise last
+
+    async def _node(self, method: str, request: Any, address: str | None = None) -> Any:
+        return await self._unary("node", method, request, address)
+
+    async def _mcast(self, method: str, request: Any) -> Any:
+        return await self._unary("mcast", method, request)
+
+    async def space(self) -> IdSpace:
+        """The ring's id space (its width comes from the first node that answers)."""
         if self._space is None:
-            reply = self._call("Info", cpb.NodeInfoRequest())
-            self._space = IdSpace(reply.id_bits)
+            await self.node_info()
+        assert self._space is not None
         return self._space
 
-    def info(self) -> NodeInfo:
-        r = self._call("Info", cpb.NodeInfoRequest())
-        self._space = IdSpace(r.id_bits)
+    def _peer(self, space: IdSpace, msg: chord_pb2.Node) -> Peer:
+        return Peer(space.format(int.from_bytes(msg.id, "big")), msg.address)
+
+    # -- the ring ---------------------------------------------------------------------------
+    async def node_info(self, address: str | None = None) -> NodeInfo:
+        """One node's view: its id, predecessor, successor list, fingers and key counts."""
+        r = await self._node("Info", cpb.NodeInfoRequest(), address)
+        space = self._space = IdSpace(r.id_bits)
         return NodeInfo(
-            node=self._peer(r.node),
-            predecessor=self._peer(r.predecessor) if r.HasField("predecessor") else None,
-            successors=[self._peer(s) for s in r.successors],
-            fingers=[self._peer(f) for f in r.fingers],
-            keys=r.keys,
-            replicas=r.replicas,
-            id_bits=r.id_bits,
+            node=self._peer(space, r.node),
+            predecessor=self._peer(space, r.predecessor) if r.HasField("predecessor") else None,
+            successors=[self._peer(space, s) for s in r.successors],
+            fingers=[self._peer(space, f) for f in r.fingers],
+            keys=r.keys, replicas=r.replicas, id_bits=r.id_bits,
         )
 
-    def lookup(self, key: str | None = None, key_id: str | None = None,
-               iterative: bool = False) -> Lookup:
+    async def ring(self, limit: int = MAX_RING_WALK) -> list[NodeInfo]:
+        """Every node, walked from the current node along successor pointers until the walk
+        comes back (or stops advancing)."""
+        first = await self.node_info()
+        infos, seen = [first], {first.node.address}
+        while infos[-1].successors and len(infos) < limit:
+            address = infos[-1].successors[0].address
+            if address in seen:
+                break
+            seen.add(address)
+            infos.append(await self.node_info(address))
+        return infos
+
+    async def lookup(self, key: str | None = None, key_id: str | None = None,
+                     iterative: bool = False) -> Lookup:
+        """The owner of `key` (hashed), or of the raw hex identifier `key_id`."""
+        if (key is None) == (key_id is None):
+            raise ClientError("give either a key or a key id")
         req = cpb.LookupRequest(iterative=iterative)
+        space = await self.space()
         if key_id is not None:
-            req.key_id = self.space.to_bytes(self.space.parse(key_id))
+            try:
+                req.key_id = space.to_bytes(space.parse(key_id))
+            except IdError as exc:
+                raise ClientError(str(exc), "INVALID_ARGUMENT") from None
         else:
             req.key = key or ""
-        r = self._call("Lookup", req)
-        return Lookup(
-            key=key if key_id is None else "",
-            key_id=self.space.format(int.from_bytes(r.key_id, "big")),
-            owner=self._peer(r.owner),
-            hops=r.hops,
-            path=[p.address for p in r.path],
-        )
+        r = await self._node("Lookup", req)
+        return Lookup(key=key or "", key_id=space.format(int.from_bytes(r.key_id, "big")),
+                      owner=self._peer(space, r.owner), hops=r.hops,
+                      path=[p.address for p in r.path])
 
-    def put(self, key: str, value: bytes) -> tuple[Peer, int]:
-        if len(value) > MAX_VALUE_BYTES:
+    # -- storage ----------------------------------------------------------------------------
+    async def put(self, key: str, value: bytes | str) -> Stored:
+        data = _payload(value)
+        if len(data) > MAX_VALUE_BYTES:
             raise ClientError(
-                f"value of {len(value)} bytes is larger than the 1 MiB limit ({MAX_VALUE_BYTES})"
-            )
-        r = self._call("Put", cpb.PutRequest(key=key, value=value))
-        return self._peer(r.owner), r.version
+                f"value of {len(data)} bytes is larger than the 1 MiB limit ({MAX_VALUE_BYTES})",
+                "INVALID_ARGUMENT")
+        r = await self._node("Put", cpb.PutRequest(key=key, value=data))
+        return Stored(key, self._peer(await self.space(), r.owner), r.version)
 
-    def get(self, key: str) -> Value:
-        r = self._call("Get", cpb.GetRequest(key=key))
-        return Value(key, r.found, r.value, r.version, self._peer(r.owner))
+    async def get(self, key: str) -> Value:
+        r = await self._node("Get", cpb.GetRequest(key=key))
+        return Value(key, r.found, r.value, r.version, self._peer(await self.space(), r.owner))
 
-    def delete(self, key: str) -> tuple[bool, Peer]:
-        r = self._call("Delete", cpb.DeleteRequest(key=key))
-        return r.found, self._peer(r.owner)
+    async def delete(self, key: str) -> Deleted:
+        r = await self._node("Delete", cpb.DeleteRequest(key=key))
+        return Deleted(key, r.found, self._peer(await self.space(), r.owner))
+
+    # -- groups -----------------------------------------------------------------------------
+    async def create(self, name: str, creator: str = "") -> CreatedGroup:
+        r = await self._mcast("Create", mpb.CreateGroupRequest(name=name, creator=creator))
+        return CreatedGroup(r.name, r.group_id.hex(), r.root.address, r.token)
+
+    def join(self, name: str, member: str = "", resume_after: int | None = None
+             ) -> Subscription:
+        """A subscription: `async with` (or `await sub.open()`) attaches it."""
+        return Subscription(self, name, member, resume_after)
+
+    async def leave(self, subscription: Subscription) -> None:
+        await subscription.close()
+
+    async def detach(self, name: str, member: str) -> int:
+        """End the streams of the members named `member` attached to the current node."""
+        r = await self._mcast("Leave", mpb.LeaveGroupRequest(name=name, member=member))
+        return int(r.left)
+
+    async def send(self, name: str, payload: bytes | str, sender: str = "") -> int:
+        """Multicast; returns the sequence number the root gave the message."""
+        r = await self._mcast("Send", mpb.SendRequest(name=name, payload=_payload(payload),
+                                                      sender=sender))
+        return int(r.seq)
+
+    async def destroy(self, name: str, token: str) -> None:
+        await self._mcast("Destroy", mpb.DestroyGroupRequest(name=name, token=token))
+
+    async def anycast(self, name: str, payload: bytes | str, sender: str = "") -> str:
+        r = await self._mcast("Anycast", mpb.AnycastRequest(name=name, payload=_payload(payload),
+                                                            sender=sender))
+        return str(r.node.address)
+
+    async def info(self, name: str) -> GroupInfo:
+        return _info(await self._mcast("Info", mpb.GroupInfoRequest(name=name)))
+
+    async def list_groups(self) -> list[GroupInfo]:
+        r = await self._mcast("List", mpb.ListGroupsRequest())
+        return [_info(g) for g in r.groups]
+
+    async def roles(self) -> list[GroupRole]:
+        """The current node's part in each group's tree (root, children, members, parent)."""
+        r = await self._mcast("Roles", mpb.RolesRequest())
+        return [GroupRole(g.name, g.root, g.parent, g.children, g.members, g.last_seq)
+                for g in r.groups]
+
+    # -- the ring's inboxes -----------------------------------------------------------------
+    async def broadcast(self, payload: bytes | str, sender: str = "") -> None:
+        """To every ring node's inbox, over the fingers."""
+        await self._mcast("Broadcast", mpb.BroadcastRequest(payload=_payload(payload),
+                                                            sender=sender))
+
+    async def unicast(self, key: str, payload: bytes | str, sender: str = "") -> str:
+        """To the inbox of the node that owns `key`; returns its address."""
+        r = await self._mcast("Unicast", mpb.UnicastRequest(key=key, payload=_payload(payload),
+                                                            sender=sender))
+        return str(r.owner.address)
+
+    async def inbox(self) -> AsyncIterator[InboxMessage]:
+        """What arrives in the current node's inbox (broadcasts, unicasts to its keys)."""
+        address = self.addresses[self.current]
+        try:
+            async for m in self.multicast_stub(address).Inbox(mpb.InboxRequest()):
+                yield InboxMessage(m.kind, m.payload, m.sender)
+        except grpc.aio.AioRpcError as exc:
+            raise _error(exc, address, self.timeout) from None
+
+
+def _info(g: mpb.GroupInfo) -> GroupInfo:
+    return GroupInfo(g.name, g.group_id.hex(), g.root.address, g.creator, g.created_ms / 1000,
+                     g.last_seq, g.members, g.depth)
+
+
+class Subscription:
+    """An attached member: iterate it for messages; it reconnects and resumes on its own."""
+
+    def __init__(self, client: Client, name: str, member: str, resume_after: int | None,
+                 max_reconnects: int = 20) -> None:
+        self.client = client
+        self.name = name
+        self.member = member
+        self.last_seq = resume_after
+        self.start_seq: int | None = None
+        self.max_reconnects = max_reconnects
+        self._call: Any = None
+        self._closed = False
+        self._ended = False
+        self.reconnects = 0
+        self.access_node = ""
+
+    async def __aenter__(self) -> Subscription:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[GroupMessage]:
+        return self
+
+    async def open(self) -> None:
+        """Attach at the current node (or the next one that answers)."""
+        client = self.client
+        last: ClientError | None = None
+        n = len(client.addresses)
+        for i in range(n):
+            index = (client.current + i) % n
+            address = client.addresses[index]
+            resume = self.last_seq is not None
+            call = client.multicast_stub(address).Join(mpb.JoinGroupRequest(
+                name=self.name, resume=resume, last_seq=self.last_seq or 0, member=self.member))
+            try:
+                first = await asyncio.wait_for(call.read(), client.timeout)
+            except TimeoutError:
+                call.cancel()
+                last = ClientError(f"{address}: no answer to join", "DEADLINE_EXCEEDED")
+                continue
+            except grpc.aio.AioRpcError as exc:
+                last = _error(exc, address, client.timeout)
+                if exc.code() not in _RECONNECT:
+                    raise last from None
+                continue
+            if first is grpc.aio.EOF or first.kind != mpb.GroupEvent.JOINED:
+                call.cancel()
+                last = ClientError(f"{address}: join was not acknowledged")
+                continue
+            self._call, self.access_node = call, address
+            client.current = index
+            if self.last_seq is None:
+                self.last_seq = first.seq
+            if self.start_seq is None:
+                self.start_seq = first.seq
+            return
+        assert last is not None
+        raise last
+
+    async def __anext__(self) -> GroupMessage:
+        client = self.client
+        while True:
+            if self._closed or self._ended:
+                raise StopAsyncIteration
+            if self._call is None:
+                await self.open()
+            try:
+                e = await self._call.read()
+            except asyncio.CancelledError:
+                if self._closed:  # our own close() cancelled the call
+                    raise StopAsyncIteration from None
+                raise
+            except grpc.aio.AioRpcError as exc:
+                if self._closed:
+                    raise StopAsyncIteration from None
+                if exc.code() not in _RECONNECT:
+                    raise _error(exc, self.access_node, client.timeout) from None
+                e = None
+            if e is None or e is grpc.aio.EOF:
+                if self._closed:
+                    raise StopAsyncIteration
+                # The access node went away (or let us go): resume at another one.
+                self._call = None
+                self.reconnects += 1
+                if self.reconnects > self.max_reconnects:
+                    raise ClientError(f"gave up on {self.name!r} after "
+                                      f"{self.max_reconnects} reconnects", "UNAVAILABLE")
+                client.current = (client.current + 1) % len(client.addresses)
+                await asyncio.sleep(min(1.0, 0.1 * self.reconnects))
+                continue
+            msg = GroupMessage(KIND_NAMES.get(e.kind, "message"), e.group, e.seq, e.payload,
+                               e.sender, e.ts_ms / 1000, e.last_seq)
+            if msg.kind == "message":
+                if self.last_seq is not None and msg.seq <= self.last_seq:
+                    continue  # already delivered before a reconnect
+                self.last_seq = msg.seq
+            elif msg.kind == "gap":
+                self.last_seq = max(self.last_seq or 0, msg.last_seq)
+            elif msg.kind == "ended":
+                self._ended = True
+            return msg
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None

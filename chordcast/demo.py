@@ -6,10 +6,10 @@ import statistics
 import sys
 import time
 
-from chordcast.cli.main import print_table, short, walk_ring
-from chordcast.client import ClientError, NodeClient
+from chordcast.blocking import BlockingClient
+from chordcast.cli.common import print_table, short
 from chordcast.localring import LocalRing, RingError
-from chordcast.mcast_client_tmp import BlockingClient, McastClientError
+from chordcast.results import ClientError
 
 KEYS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
 
@@ -19,7 +19,8 @@ def banner(text: str) -> None:
 
 
 def show_ring(via: str) -> None:
-    infos = walk_ring(via)
+    with BlockingClient(via) as client:
+        infos = client.ring()
     print(f"ring of {len(infos)} nodes (walked from {via} along successor pointers)")
     print_table(
         ["id", "address", "predecessor", "successor", "keys", "replicas"],
@@ -37,7 +38,7 @@ def show_multicast(ring: LocalRing) -> int:
         members = [BlockingClient(addresses[i:] + addresses[:i]) for i in (1, 3, 5)]
         subs = [c.join("demo-room", member=f"member{i}") for i, c in enumerate(members)]
         for i, s in enumerate(subs):
-            print(f"member{i} joined via {s.sub.access_node}")
+            print(f"member{i} joined via {s.access_node}")
         for text in ["hello, group", "ordered by the root", "exactly once"]:
             seq = admin.send("demo-room", text, sender="demo")
             print(f"sent {text!r} -> seq {seq}")
@@ -74,7 +75,7 @@ def run_demo(nodes: int = 8) -> int:
         banner("lookups (recursive routing; hops = overlay hops to the owner)")
         time.sleep(1.5)  # give fix_fingers a few rounds so routes use the finger table
         rows, hops = [], []
-        with NodeClient(via) as client:
+        with BlockingClient(via) as client:
             for key in KEYS:
                 r = client.lookup(key)
                 expected = ring.owner_of(int(r.key_id, 16))
@@ -85,16 +86,16 @@ def run_demo(nodes: int = 8) -> int:
         print(f"mean hops {statistics.mean(hops):.2f} over {len(hops)} lookups")
 
         banner("put / get (each value on its owner and 3 successors)")
-        with NodeClient(via) as client:
+        with BlockingClient(via) as client:
             for key in KEYS[:5]:
-                owner, version = client.put(key, f"value of {key}".encode())
-                print(f"put {key!r:9} -> {owner.address} (version {version})")
-        with NodeClient(ring.nodes[-1].address) as client:
+                stored = client.put(key, f"value of {key}".encode())
+                print(f"put {key!r:9} -> {stored.owner.address} (version {stored.version})")
+        with BlockingClient(ring.nodes[-1].address) as client:
             for key in KEYS[:5]:
                 v = client.get(key)
                 print(f"get {key!r:9} <- {v.owner.address}: {v.value.decode()!r}")
 
-        with NodeClient(via) as client:
+        with BlockingClient(via) as client:
             victim_address = client.get(KEYS[0]).owner.address
         victim = next(n for n in ring.nodes if n.address == victim_address)
         banner(f"crash: SIGKILL the owner of {KEYS[0]!r} ({victim.address})")
@@ -104,7 +105,7 @@ def run_demo(nodes: int = 8) -> int:
         print(f"ring repaired in {time.monotonic() - started:.1f}s")
         survivor = ring.live()[0].address
         show_ring(survivor)
-        with NodeClient(survivor) as client:
+        with BlockingClient(survivor) as client:
             for key in KEYS[:5]:
                 v = client.get(key)
                 print(f"get {key!r:9} <- {v.owner.address}: "
@@ -117,7 +118,7 @@ def run_demo(nodes: int = 8) -> int:
             return 1
 
         banner("stopping every node gracefully (SIGTERM)")
-    except (RingError, ClientError, McastClientError) as exc:
+    except (RingError, ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chord.ids import IdSpace
-from chordcast.client import ClientError, NodeClient
+from chordcast.blocking import BlockingClient
+from chordcast.results import ClientError
 
 START_TIMEOUT = 15.0
 READY = re.compile(r"listening on (\S+)(?: metrics on (\S+))?")
@@ -60,7 +61,7 @@ class LocalRing:
         command (e.g. `ip netns exec NS`); `join` defaults to up to three live nodes."""
         index = len(self.nodes)
         log = self._logdir / f"node{index}.log"
-        cmd = [*(prefix or []), sys.executable, "-m", "chordcast.cli.main", "node",
+        cmd = [*(prefix or []), sys.executable, "-m", "chordcast", "node",
                "--listen", listen or f"{self.host}:0", "--id-bits", str(self.space.bits),
                "--discover", "none", *self.extra_args, *(extra or [])]
         for seed in join if join is not None else [n.address for n in self.live()[:3]]:
@@ -147,19 +148,21 @@ class LocalRing:
     def converged(self) -> bool:
         """Every live node's successor and predecessor are the oracle's."""
         live = sorted((self.space.hash_address(n.address), n.address) for n in self.live())
-        for i, (_, address) in enumerate(live):
-            try:
-                with NodeClient(address, timeout=2.0) as client:
-                    info = client.info()
-            except ClientError:
-                return False
-            succ = live[(i + 1) % len(live)][1]
-            pred = live[i - 1][1]
-            got_succ = info.successors[0].address if info.successors else address
-            got_pred = info.predecessor.address if info.predecessor else None
-            if got_succ != succ or (len(live) > 1 and got_pred != pred):
-                return False
-        return True
+        with BlockingClient([a for _, a in live], timeout=2.0) as client:
+            return all(self._agrees(client, live, i) for i in range(len(live)))
+
+    @staticmethod
+    def _agrees(client: BlockingClient, live: list[tuple[int, str]], i: int) -> bool:
+        address = live[i][1]
+        try:
+            info = client.node_info(address)
+        except ClientError:
+            return False
+        succ = live[(i + 1) % len(live)][1]
+        pred = live[i - 1][1]
+        got_succ = info.successors[0].address if info.successors else address
+        got_pred = info.predecessor.address if info.predecessor else None
+        return got_succ == succ and (len(live) == 1 or got_pred == pred)
 
     def wait_converged(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

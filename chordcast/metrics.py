@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily
 
+from chord.node import ChordNode
 from chord.ports import Observer
+from chord.storage import Storage
+from chordcast.discovery.logic import Responder
 from chordcast.discovery.packet import DROP_REASONS
-
-if TYPE_CHECKING:
-    from chordcast.server import NodeServer
+from mcast.scribe import Scribe
+from mcast.tree import GroupRole
 
 HOP_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -63,9 +65,11 @@ class NodeMetrics(Observer):
                                   ["outcome"], registry=r)
         self.tree_repairs = Counter("chordcast_mcast_tree_repairs_total", "Re-joins after a "
                                     "tree parent stopped answering", registry=r)
-        self.mcast_latency = Histogram("chordcast_mcast_delivery_latency_seconds", "From the "
-                                       "root's stamp to delivery to a member",
-                                       buckets=LATENCY_BUCKETS, registry=r)
+        # Not named `mcast_latency`: that is the Observer method below, and an attribute of
+        # that name once shadowed it, so every real node failed while forwarding.
+        self.mcast_latency_seconds = Histogram(
+            "chordcast_mcast_delivery_latency_seconds",
+            "From the root's stamp to delivery to a member", buckets=LATENCY_BUCKETS, registry=r)
         # Every bounded label value exists from the start, so dashboards show zeros, not gaps.
         for reason in ("timeout", "no_route", "hop_limit", "error"):
             self.lookup_failures.labels(reason)
@@ -105,7 +109,7 @@ class NodeMetrics(Observer):
             self.mcast_events.labels(event).inc(count)
 
     def mcast_latency(self, seconds: float) -> None:
-        self.mcast_latency.observe(seconds)
+        self.mcast_latency_seconds.observe(seconds)
 
     # -- RPCs (called by the transport and the server interceptor) --------------------------
     def rpc(self, method: str, side: str, seconds: float, code: str) -> None:
@@ -116,45 +120,47 @@ class NodeMetrics(Observer):
                 self.rpc_timeouts.labels(method).inc()
 
     # -- state read at scrape time ----------------------------------------------------------
-    def watch(self, ns: NodeServer) -> None:
+    def watch(self, node: ChordNode, storage: Storage, scribe: Scribe,
+              discovery: Callable[[], Responder | None]) -> None:
+        """Gauges read from the protocol's state at scrape time, through its read-only
+        accessors; `discovery` gives the discovery responder once it runs."""
         r = self.registry
 
         def gauge(name: str, doc: str, fn: Callable[[], float]) -> None:
             Gauge(name, doc, registry=r).set_function(fn)
 
-        def st() -> Any:  # read fresh on every scrape
-            return ns.node.state
+        st = node.state  # one object for the node's life, mutated in place
         gauge("chordcast_successors", "Entries in the successor list",
-              lambda: len(st().successors))
+              lambda: len(st.successors))
         gauge("chordcast_successors_wanted", "Configured successor list length (r)",
-              lambda: st().r)
+              lambda: st.r)
         gauge("chordcast_predecessor_known", "1 when the node has a predecessor",
-              lambda: 1.0 if st().predecessor is not None else 0.0)
+              lambda: 1.0 if st.predecessor is not None else 0.0)
         gauge("chordcast_ring_size_estimate", "Ring size estimated from the successor list",
-              lambda: st().estimate_size())
+              st.estimate_size)
         gauge("chordcast_fingers", "Distinct nodes in the finger table",
-              lambda: len(st().distinct_fingers()))
-        gauge("chordcast_keys", "Stored items this node owns",
-              lambda: ns.storage.owned_count())
+              lambda: len(st.distinct_fingers()))
+        gauge("chordcast_keys", "Stored items this node owns", storage.owned_count)
         gauge("chordcast_replica_keys", "Stored items held for other owners",
-              lambda: ns.storage.replica_count())
+              storage.replica_count)
         gauge("chordcast_stored_bytes", "Bytes of stored values (owned and replicas)",
-              lambda: sum(len(i.value) for i in ns.storage.items.values()))
+              storage.stored_bytes)
         roles = Gauge("chordcast_mcast_groups", "Groups this node takes part in, by role",
                       ["role"], registry=r)
-        for role, test in (("root", lambda g: g.is_root),
-                           ("forwarder", lambda g: bool(g.children)),
-                           ("member", lambda g: bool(g.members))):
-            roles.labels(role).set_function(
-                lambda t=test: sum(1 for g in ns.scribe.groups.values() if t(g)))
-        gauge("chordcast_mcast_children", "Children over all groups (node stress)",
-              lambda: sum(len(g.children) for g in ns.scribe.groups.values()))
-        gauge("chordcast_mcast_children_max", "Most children in any one group",
-              lambda: max((len(g.children) for g in ns.scribe.groups.values()), default=0))
-        gauge("chordcast_mcast_members", "Members attached to this node",
-              lambda: sum(len(g.members) for g in ns.scribe.groups.values()))
-        r.register(_DiscoveryCollector(ns))
 
+        def groups_where(test: Callable[[GroupRole], bool]) -> Callable[[], float]:
+            return lambda: sum(1 for g in scribe.roles() if test(g))
+
+        roles.labels("root").set_function(groups_where(lambda g: g.is_root))
+        roles.labels("forwarder").set_function(groups_where(lambda g: bool(g.children)))
+        roles.labels("member").set_function(groups_where(lambda g: bool(g.members)))
+        gauge("chordcast_mcast_children", "Children over all groups (node stress)",
+              lambda: sum(len(g.children) for g in scribe.roles()))
+        gauge("chordcast_mcast_children_max", "Most children in any one group",
+              lambda: max((len(g.children) for g in scribe.roles()), default=0))
+        gauge("chordcast_mcast_members", "Members attached to this node",
+              lambda: sum(len(g.members) for g in scribe.roles()))
+        r.register(_DiscoveryCollector(discovery))
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics; returns the port (port 0 picks a free one)."""
@@ -171,11 +177,11 @@ class NodeMetrics(Observer):
 class _DiscoveryCollector:
     """The discovery listener counts packets itself (it is pure); report its counts."""
 
-    def __init__(self, ns: NodeServer) -> None:
-        self.ns = ns
+    def __init__(self, responder: Callable[[], Responder | None]) -> None:
+        self.responder = responder
 
     def collect(self) -> Any:
-        responder = self.ns.listener.responder if self.ns.listener is not None else None
+        responder = self.responder()
         received = CounterMetricFamily("chordcast_discovery_packets_received",
                                        "Discovery datagrams received",
                                        value=responder.received if responder else 0)

@@ -14,17 +14,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from chord.ids import IdError, IdSpace
-from chord.kbr import Kbr, LookupFailed
+from chord.ids import IdSpace
+from chord.kbr import Kbr
 from chord.node import ChordNode, JoinFailed, NodeConfig
-from chord.storage import Storage, StorageError, StorageUnavailable
-from chord.wire import node_to_pb, nodes_to_pb
+from chord.storage import Storage
 from chordcast.address import join_address, split_address
-from chordcast.discovery.logic import Identity
+from chordcast.discovery.logic import Identity, Responder
 from chordcast.discovery.net import interface_for, resolve_seeds
 from chordcast.discovery.service import DiscoveryConfig, DiscoveryListener, find_ring
 from chordcast.metrics import MetricsInterceptor, NodeMetrics
 from chordcast.servicers.multicast import MulticastServicer
+from chordcast.servicers.node_api import NodeApiServicer
 from chordcast.transport import CHANNEL_OPTIONS, SERVICE_NAME, GrpcTransport, chord_handler
 from chordcast.v1 import client_pb2 as cpb
 from chordcast.v1 import client_pb2_grpc, mcast_pb2_grpc
@@ -103,7 +103,8 @@ class NodeServer:
         self.storage = Storage(self.kbr, replicas=opts.replicas)
         self.scribe = Scribe(self.kbr, opts.scribe)
         self.server.add_generic_rpc_handlers([chord_handler(self.node.handle)])
-        client_pb2_grpc.add_NodeApiServicer_to_server(NodeApiServicer(self), self.server)
+        client_pb2_grpc.add_NodeApiServicer_to_server(
+            NodeApiServicer(self.node, self.storage, lambda: self.in_ring), self.server)
         mcast_pb2_grpc.add_MulticastServicer_to_server(
             MulticastServicer(self.scribe, lambda: self.in_ring), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -111,7 +112,7 @@ class NodeServer:
             [SERVICE_NAME, NODE_API, MULTICAST, HEALTH, reflection.SERVICE_NAME],
             self.server,
         )
-        self.metrics.watch(self)
+        self.metrics.watch(self.node, self.storage, self.scribe, self.discovery_counts)
         if opts.metrics_port is not None:
             mhost = opts.metrics_host or host
             mport = self.metrics.serve(mhost, opts.metrics_port)
@@ -125,6 +126,10 @@ class NodeServer:
         self.scribe.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return advertise
+
+    def discovery_counts(self) -> Responder | None:
+        """The discovery responder's packet counts, once discovery runs."""
+        return self.listener.responder if self.listener is not None else None
 
     def identity(self) -> Identity:
         node = self.node
@@ -191,82 +196,3 @@ def _host_address() -> str:
         raise ValueError("listening on a wildcard address: give --advertise HOST:PORT "
                          "(this host's name does not resolve to a reachable address)")
     return ip
-
-
-class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
-    """Info always answers; the ring operations only once the node has joined a ring."""
-
-    def __init__(self, ns: NodeServer) -> None:
-        self.ns = ns
-
-    async def _require_ring(self, context: grpc.aio.ServicerContext) -> None:
-        if not self.ns.in_ring:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "node has not joined a ring yet")
-
-    async def Info(self, request: cpb.NodeInfoRequest, context: grpc.aio.ServicerContext
-                   ) -> cpb.NodeInfoReply:
-        node, space = self.ns.node, self.ns.space
-        st = node.state
-        return cpb.NodeInfoReply(
-            node=node_to_pb(space, node.me),
-            predecessor=node_to_pb(space, st.predecessor) if st.predecessor else None,
-            successors=nodes_to_pb(space, st.successors),
-            fingers=nodes_to_pb(space, st.distinct_fingers()),
-            keys=self.ns.storage.owned_count(),
-            replicas=self.ns.storage.replica_count(),
-            id_bits=space.bits,
-        )
-
-    async def Lookup(self, request: cpb.LookupRequest, context: grpc.aio.ServicerContext
-                     ) -> cpb.LookupReply:
-        await self._require_ring(context)
-        node, space = self.ns.node, self.ns.space
-        try:
-            key = space.from_bytes(request.key_id) if request.key_id else space.hash_key(
-                request.key)
-        except IdError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        try:
-            result = await (node.lookup_iterative(key) if request.iterative else node.lookup(key))
-        except LookupFailed as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"lookup failed: {exc}")
-        return cpb.LookupReply(
-            key_id=space.to_bytes(key),
-            owner=node_to_pb(space, result.owner),
-            hops=result.hops,
-            path=nodes_to_pb(space, result.path),
-        )
-
-    async def Put(self, request: cpb.PutRequest, context: grpc.aio.ServicerContext
-                  ) -> cpb.PutReply:
-        await self._require_ring(context)
-        try:
-            owner, version = await self.ns.storage.put(request.key, request.value)
-        except StorageError as exc:
-            await _abort_storage(context, exc)
-        return cpb.PutReply(owner=node_to_pb(self.ns.space, owner), version=version)
-
-    async def Get(self, request: cpb.GetRequest, context: grpc.aio.ServicerContext
-                  ) -> cpb.GetReply:
-        await self._require_ring(context)
-        try:
-            r = await self.ns.storage.get(request.key)
-        except StorageError as exc:
-            await _abort_storage(context, exc)
-        return cpb.GetReply(found=r.found, value=r.value, version=r.version,
-                            owner=node_to_pb(self.ns.space, r.owner))
-
-    async def Delete(self, request: cpb.DeleteRequest, context: grpc.aio.ServicerContext
-                     ) -> cpb.DeleteReply:
-        await self._require_ring(context)
-        try:
-            found, owner = await self.ns.storage.delete(request.key)
-        except StorageError as exc:
-            await _abort_storage(context, exc)
-        return cpb.DeleteReply(found=found, owner=node_to_pb(self.ns.space, owner))
-
-
-async def _abort_storage(context: grpc.aio.ServicerContext, exc: StorageError) -> None:
-    code = (grpc.StatusCode.UNAVAILABLE if isinstance(exc, StorageUnavailable)
-            else grpc.StatusCode.INVALID_ARGUMENT)
-    await context.abort(code, str(exc))

@@ -87,7 +87,8 @@ class GrpcTransport:
     async def call(self, address: str, method: str, request: Message, timeout: float) -> Message:
         started, status = time.perf_counter(), "OK"
         try:
-            return await self._stub(address, method)(request, timeout=timeout)
+            reply: Message = await self._stub(address, method)(request, timeout=timeout)
+            return reply
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             status = code.name

@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import sys
 
-from chordcast.mcast_client_tmp import Client, McastClientError
+from chordcast import Client, ClientError
 
 
 def watch_stdin(queue: asyncio.Queue[str | None]) -> None:
@@ -36,7 +36,7 @@ async def chat(via: list[str], room: str, nick: str) -> int:
         try:
             await client.create(room, creator=nick)
             print(f"* created room {room!r}")
-        except McastClientError as exc:
+        except ClientError as exc:
             if exc.code != "ALREADY_EXISTS":
                 raise
         async with client.join(room, member=nick) as sub:
@@ -86,7 +86,7 @@ def main() -> int:
         return asyncio.run(chat(args.via, args.room, args.nick))
     except KeyboardInterrupt:
         return 0
-    except McastClientError as exc:
+    except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

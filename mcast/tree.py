@@ -55,18 +55,24 @@ class Member:
         if m.seq <= self.cursor:
             return  # already delivered: exactly once
         self.pending[m.seq] = m
-        while self.cursor + 1 in self.pending:
-            nxt = self.pending.pop(self.cursor + 1)
-            self.cursor += 1
-            self.on_event(message_event(group, nxt))
+        self._release(group)
 
     def gap(self, group: str, upto: int) -> None:
-        """Messages up to `upto` are lost for good: say so once, then go on after them."""
+        """Messages up to `upto` are lost for good: say so once, then go on after them (and
+        deliver at once what was already held behind the lost range)."""
         if self.cursor is not None and upto > self.cursor:
             self.on_event(Event(GAP, group, self.cursor + 1, last_seq=upto))
             self.cursor = upto
         for seq in [s for s in self.pending if s <= upto]:
             del self.pending[seq]
+        self._release(group)
+
+    def _release(self, group: str) -> None:
+        """Deliver the held messages that now follow the cursor without a hole."""
+        while self.cursor is not None and self.cursor + 1 in self.pending:
+            nxt = self.pending.pop(self.cursor + 1)
+            self.cursor += 1
+            self.on_event(message_event(group, nxt))
 
 
 @dataclass
@@ -75,6 +81,19 @@ class Child:
     expires: float
     members: int = 0   # members in its subtree, as it last reported
     height: int = 1    # height of its subtree
+
+
+@dataclass(frozen=True)
+class GroupRole:
+    """What a node is in one group, as the node reports it (a read-only copy)."""
+
+    name: str
+    group_id: int
+    is_root: bool
+    parent: NodeRef | None
+    children: tuple[NodeRef, ...]
+    members: tuple[str, ...]  # names of members attached here
+    last_seq: int | None      # highest sequence number accepted in order; None: not yet known
 
 
 @dataclass

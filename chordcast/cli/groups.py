@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import sys
-from collections.abc import Callable
 from typing import Any
 
+from chordcast.cli.common import (
+    UsageError,
+    add_client_command,
+    print_json,
+    print_table,
+    with_client,
+)
 from chordcast.cli.inputs import CannotRead, TooLarge, text_or_file
-from chordcast.mcast_client_tmp import Client, GroupMessage, McastClientError
+from chordcast.client import Client
+from chordcast.results import ClientError, GroupMessage
 from mcast.scribe import MAX_PAYLOAD
 
 
@@ -26,34 +32,22 @@ def read_payload(args: argparse.Namespace) -> bytes:
     try:
         return text_or_file(args.text, args.file, MAX_PAYLOAD, "TEXT", "payload")
     except CannotRead as exc:
-        raise McastUsage(str(exc)) from None
+        raise UsageError(str(exc)) from None
     except TooLarge as exc:
-        raise McastClientError(str(exc)) from None
+        raise ClientError(str(exc)) from None
 
 
-class McastUsage(Exception):
-    pass
-
-
-def run(coro_fn: Callable[[Client], Any], via: str) -> Any:
-    async def go() -> Any:
-        async with Client(via) as client:
-            return await coro_fn(client)
-
-    return asyncio.run(go())
-
-
-def cmd_create(args: argparse.Namespace, out: Any) -> int:
-    g = run(lambda c: c.create(args.name), args.via)
+def cmd_create(args: argparse.Namespace) -> int:
+    g = with_client(args, lambda c: c.create(args.name))
     if args.json:
-        out.json({"group": g.group, "group_id": g.group_id, "root": g.root, "token": g.token})
+        print_json({"group": g.group, "group_id": g.group_id, "root": g.root, "token": g.token})
     else:
         print(f"created group {g.group!r} (id {g.group_id[:12]}…) with root {g.root}")
         print(f"token (needed to destroy it): {g.token}")
     return 0
 
 
-def cmd_join(args: argparse.Namespace, out: Any) -> int:
+def cmd_join(args: argparse.Namespace) -> int:
     async def go(client: Client) -> int:
         seen = 0
         async with client.join(args.name, member=args.member or "") as sub:
@@ -61,7 +55,7 @@ def cmd_join(args: argparse.Namespace, out: Any) -> int:
                 print(f"joined {args.name!r} via {sub.access_node}; delivery starts after "
                       f"seq {sub.start_seq}", file=sys.stderr)
             async for m in sub:
-                show_message(m, args.json, out)
+                show_message(m, args.json)
                 if m.kind == "ended":
                     return 0
                 if m.kind == "message":
@@ -71,12 +65,12 @@ def cmd_join(args: argparse.Namespace, out: Any) -> int:
         return 0
 
     try:
-        return int(run(go, args.via))
+        return int(with_client(args, go))
     except KeyboardInterrupt:
         return 0
 
 
-def show_message(m: GroupMessage, as_json: bool, out: Any) -> None:
+def show_message(m: GroupMessage, as_json: bool) -> None:
     if as_json:
         doc: dict[str, Any] = {"group": m.group, "seq": m.seq, **payload_fields(m.payload),
                                "sender": m.sender, "ts": m.ts}
@@ -84,7 +78,7 @@ def show_message(m: GroupMessage, as_json: bool, out: Any) -> None:
             doc["kind"] = m.kind
         if m.kind == "gap":
             doc["last_seq"] = m.last_seq
-        out.json(doc)
+        print_json(doc)
     elif m.kind == "message":
         text = payload_fields(m.payload)["payload"]
         print(f"[{m.seq}] {m.sender}: {text}", flush=True)
@@ -96,20 +90,20 @@ def show_message(m: GroupMessage, as_json: bool, out: Any) -> None:
         print(f"[anycast] {m.sender}: {payload_fields(m.payload)['payload']}", flush=True)
 
 
-def cmd_send(args: argparse.Namespace, out: Any) -> int:
+def cmd_send(args: argparse.Namespace) -> int:
     payload = read_payload(args)
-    seq = run(lambda c: c.send(args.name, payload, args.sender or ""), args.via)
+    seq = with_client(args, lambda c: c.send(args.name, payload, args.sender or ""))
     if args.json:
-        out.json({"group": args.name, "seq": seq})
+        print_json({"group": args.name, "seq": seq})
     else:
         print(seq)
     return 0
 
 
-def cmd_leave(args: argparse.Namespace, out: Any) -> int:
-    left = run(lambda c: c.detach(args.name, args.member), args.via)
+def cmd_leave(args: argparse.Namespace) -> int:
+    left = with_client(args, lambda c: c.detach(args.name, args.member))
     if args.json:
-        out.json({"group": args.name, "member": args.member, "left": left})
+        print_json({"group": args.name, "member": args.member, "left": left})
     elif left:
         print(f"member {args.member!r} left {args.name!r}")
     if not left:
@@ -119,73 +113,73 @@ def cmd_leave(args: argparse.Namespace, out: Any) -> int:
     return 0
 
 
-def cmd_destroy(args: argparse.Namespace, out: Any) -> int:
-    run(lambda c: c.destroy(args.name, args.token), args.via)
+def cmd_destroy(args: argparse.Namespace) -> int:
+    with_client(args, lambda c: c.destroy(args.name, args.token))
     if args.json:
-        out.json({"group": args.name, "destroyed": True})
+        print_json({"group": args.name, "destroyed": True})
     else:
         print(f"destroyed {args.name!r}")
     return 0
 
 
-def cmd_info(args: argparse.Namespace, out: Any) -> int:
-    g = run(lambda c: c.info(args.name), args.via)
+def cmd_info(args: argparse.Namespace) -> int:
+    g = with_client(args, lambda c: c.info(args.name))
     doc = {"group": g.group, "group_id": g.group_id, "root": g.root, "creator": g.creator,
            "created": g.created, "last_seq": g.last_seq, "members": g.members, "depth": g.depth}
     if args.json:
-        out.json(doc)
+        print_json(doc)
     else:
-        out.table(["group", "root", "members", "depth", "last seq", "creator"],
+        print_table(["group", "root", "members", "depth", "last seq", "creator"],
                   [[g.group, g.root, g.members, g.depth, g.last_seq, g.creator]])
     return 0
 
 
-def cmd_list(args: argparse.Namespace, out: Any) -> int:
-    groups = run(lambda c: c.groups(), args.via)
+def cmd_list(args: argparse.Namespace) -> int:
+    groups = with_client(args, lambda c: c.list_groups())
     if args.json:
-        out.json({"groups": [{"group": g.group, "group_id": g.group_id, "root": g.root,
+        print_json({"groups": [{"group": g.group, "group_id": g.group_id, "root": g.root,
                               "creator": g.creator, "last_seq": g.last_seq} for g in groups]})
     else:
         print(f"{len(groups)} group(s)")
-        out.table(["group", "root", "last seq", "creator"],
+        print_table(["group", "root", "last seq", "creator"],
                   [[g.group, g.root, g.last_seq, g.creator] for g in groups])
     return 0
 
 
-def cmd_anycast(args: argparse.Namespace, out: Any) -> int:
+def cmd_anycast(args: argparse.Namespace) -> int:
     payload = read_payload(args)
-    node = run(lambda c: c.anycast(args.name, payload, args.sender or ""), args.via)
+    node = with_client(args, lambda c: c.anycast(args.name, payload, args.sender or ""))
     if args.json:
-        out.json({"group": args.name, "delivered_at": node})
+        print_json({"group": args.name, "delivered_at": node})
     else:
         print(f"delivered to a member at {node}")
     return 0
 
 
-def cmd_broadcast(args: argparse.Namespace, out: Any) -> int:
+def cmd_broadcast(args: argparse.Namespace) -> int:
     payload = read_payload(args)
-    run(lambda c: c.broadcast(payload, args.sender or ""), args.via)
+    with_client(args, lambda c: c.broadcast(payload, args.sender or ""))
     if args.json:
-        out.json({"broadcast": True})
+        print_json({"broadcast": True})
     return 0
 
 
-def cmd_unicast(args: argparse.Namespace, out: Any) -> int:
+def cmd_unicast(args: argparse.Namespace) -> int:
     payload = read_payload(args)
-    owner = run(lambda c: c.unicast(args.key, payload, args.sender or ""), args.via)
+    owner = with_client(args, lambda c: c.unicast(args.key, payload, args.sender or ""))
     if args.json:
-        out.json({"key": args.key, "owner": owner})
+        print_json({"key": args.key, "owner": owner})
     else:
         print(f"delivered to {owner}, the owner of {args.key!r}")
     return 0
 
 
-def cmd_inbox(args: argparse.Namespace, out: Any) -> int:
+def cmd_inbox(args: argparse.Namespace) -> int:
     async def go(client: Client) -> int:
         seen = 0
         async for m in client.inbox():
             if args.json:
-                out.json({"kind": m.kind, **payload_fields(m.payload), "sender": m.sender})
+                print_json({"kind": m.kind, **payload_fields(m.payload), "sender": m.sender})
             else:
                 print(f"[{m.kind}] {m.sender}: {payload_fields(m.payload)['payload']}",
                       flush=True)
@@ -195,14 +189,13 @@ def cmd_inbox(args: argparse.Namespace, out: Any) -> int:
         return 0
 
     try:
-        return int(run(go, args.via))
+        return int(with_client(args, go))
     except KeyboardInterrupt:
         return 0
 
 
-def add_commands(sub: Any, client_cmd: Callable[..., argparse.ArgumentParser]) -> None:
-    """Register the multicast commands; `client_cmd(subparsers, name, func, help)` adds the
-    shared --via and --json options."""
+def register(sub: Any) -> None:
+    client_cmd = add_client_command
     group = sub.add_parser("group", help="multicast groups (Scribe)")
     gsub = group.add_subparsers(dest="group_command", required=True)
 

@@ -86,7 +86,7 @@ class Responder:
             self.view.popitem(last=False)
 
 
-def make_message(kind: int, me: Identity | None, space: IdSpace, now: float,
+def make_message(kind: DiscoveryMessage.Kind, me: Identity | None, space: IdSpace, now: float,
                  nonce: bytes) -> DiscoveryMessage:
     msg = DiscoveryMessage(kind=kind, id_bits=space.bits, timestamp_ms=int(now * 1000),
                            nonce=nonce)

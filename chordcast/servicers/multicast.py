@@ -1,4 +1,4 @@
-"""The Multicast gRPC service: what external clients (the CLI, `chordcast.mcast_client_tmp`) call on any
+"""The Multicast gRPC service: what external clients (the CLI, `chordcast.Client`) call on any
 node. External members are served over a server-streaming call fed from a bounded queue."""
 
 from __future__ import annotations
@@ -180,8 +180,8 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
         return mpb.RolesReply(groups=[
             mpb.GroupRole(name=g.name, root=g.is_root, children=len(g.children),
                           members=len(g.members), parent=g.parent.address if g.parent else "",
-                          last_seq=g.last or 0)
-            for g in sorted(self.scribe.groups.values(), key=lambda g: g.name)])
+                          last_seq=g.last_seq or 0)
+            for g in self.scribe.roles()])
 
     async def Inbox(self, request: mpb.InboxRequest, context: Any
                     ) -> AsyncIterator[mpb.InboxMessage]:
@@ -191,9 +191,9 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
             if not queue.full():
                 queue.put_nowait(mpb.InboxMessage(kind=kind, payload=payload, sender=sender))
 
-        self.scribe.inbox.append(listener)
+        stop_listening = self.scribe.listen_inbox(listener)
         try:
             while True:
                 yield await queue.get()
         finally:
-            self.scribe.inbox.remove(listener)
+            stop_listening()

@@ -166,7 +166,7 @@ def test_a_finger_overtaken_by_a_newcomer_is_fixed_without_a_lookup(run_virtual)
         pred = next(s.node for s in ring.nodes.values() if s.node.me.id == before)
         await pred.stabilize()  # one round: the newcomer now knows its predecessor
         ring.net.trace = []
-        x._next_finger = i
+        x.maintenance.next_finger = i
         await x.fix_fingers()
         assert x.state.fingers[i] == newcomer.me
         sent = [method for _, src, _, method in ring.net.trace if src == x.me.address]

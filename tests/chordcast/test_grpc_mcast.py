@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from chordcast import Client, ClientError, GroupMessage, Subscription
 from chordcast.localring import LocalRing
-from chordcast.mcast_client_tmp import Client, GroupMessage, McastClientError, Subscription
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ async def send_with_retry(client: Client, group: str, text: str) -> int:
     for attempt in range(20):
         try:
             return await client.send(group, text)
-        except McastClientError:
+        except ClientError:
             await asyncio.sleep(0.2 * (attempt + 1))  # the ring or tree is repairing
     raise AssertionError(f"could not send {text!r}")
 
@@ -86,7 +86,7 @@ async def test_three_clients_forwarder_crash_leave_destroy(ring: LocalRing) -> N
     for address in addresses[1:]:
         async with Client(address) as probe:
             for role in await probe.roles():
-                if role.name == "chat" and role.children and not role.root:
+                if role.group == "chat" and role.children and not role.root:
                     forwarders.append(address)
     assert forwarders, "the tree has no forwarder to kill"
     access = {s.access_node for s in subs}
@@ -111,17 +111,17 @@ async def test_three_clients_forwarder_crash_leave_destroy(ring: LocalRing) -> N
     assert len(seqs(got[2])) == before
 
     # Destroy: only with the creator's token; members are told the group ended.
-    with pytest.raises(McastClientError) as exc:
+    with pytest.raises(ClientError) as exc:
         await clients[0].destroy("chat", "0" * 32)
     assert exc.value.code == "PERMISSION_DENIED"
     await sender.destroy("chat", created.token)
     await asyncio.wait_for(asyncio.gather(*readers[:2]), 30)
     assert got[0][-1].kind == "ended" and got[1][-1].kind == "ended"
-    with pytest.raises(McastClientError) as exc:
+    with pytest.raises(ClientError) as exc:
         await sender.send("chat", "too late")
     assert exc.value.code == "NOT_FOUND"
 
-    with pytest.raises(McastClientError) as exc:
+    with pytest.raises(ClientError) as exc:
         await clients[0].join("no-such-group").open()
     assert exc.value.code == "NOT_FOUND"
     for c in [sender, *clients]:
@@ -160,6 +160,6 @@ async def test_client_resumes_at_another_node_when_its_access_node_dies(ring: Lo
 async def test_oversized_payload_is_refused(ring: LocalRing) -> None:
     async with Client(ring.live()[0].address) as c:
         await c.create("big")
-        with pytest.raises(McastClientError) as exc:
+        with pytest.raises(ClientError) as exc:
             await c.send("big", b"x" * ((1 << 20) + 1))
         assert exc.value.code == "INVALID_ARGUMENT" and "1 MiB" in str(exc.value)

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from chord.ids import IdSpace
-from chordcast.client import ClientError, NodeClient
+from chordcast import BlockingClient, ClientError
 from chordcast.localring import LocalRing, NodeProcess
 from chordcast.v1 import client_pb2, client_pb2_grpc
 
@@ -23,7 +23,7 @@ SPACE = IdSpace(160)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "chordcast.cli.main", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "chordcast", *args], capture_output=True,
                           text=True, timeout=60)
 
 
@@ -72,7 +72,7 @@ def test_many_lookups_recursive_and_iterative(ring: LocalRing) -> None:
     for mode in (False, True):
         for _i in range(100):
             key = f"k{rng.random()}"
-            with NodeClient(rng.choice(addresses)) as client:
+            with BlockingClient(rng.choice(addresses)) as client:
                 r = client.lookup(key, iterative=mode)
             assert r.owner.address == ring.owner_of(SPACE.hash_key(key)), (mode, key)
 
@@ -91,13 +91,13 @@ def test_lookup_by_raw_id_and_garbage_id(ring: LocalRing) -> None:
 def test_storage_survives_graceful_leave_and_crash(ring: LocalRing) -> None:
     via = ring.live()[0].address
     values = {f"item-{i}": f"value-{i}".encode() for i in range(40)}
-    with NodeClient(via) as client:
+    with BlockingClient(via) as client:
         for k, v in values.items():
             client.put(k, v)
     assert cli("get", "item-3", "--via", via).stdout.strip() == "value-3"
 
     def all_readable(through: str) -> None:
-        with NodeClient(through) as client:
+        with BlockingClient(through) as client:
             for k, v in values.items():
                 got = client.get(k)
                 assert got.found and got.value == v, k
@@ -122,10 +122,10 @@ def test_storage_survives_graceful_leave_and_crash(ring: LocalRing) -> None:
     all_readable(ring.live()[-1].address)
 
     # Overwrite and delete still work on the repaired ring.
-    with NodeClient(via) as client:
-        _, version = client.put("item-1", b"new")
+    with BlockingClient(via) as client:
+        version = client.put("item-1", b"new").version
         assert version == 2 and client.get("item-1").value == b"new"
-        assert client.delete("item-2")[0] is True
+        assert client.delete("item-2").found is True
         assert client.get("item-2").found is False
     missing = cli("get", "item-2", "--via", via)
     assert missing.returncode == 1 and "not found" in missing.stderr
@@ -137,7 +137,7 @@ def test_lookup_during_repair_succeeds_or_fails_cleanly(ring: LocalRing) -> None
     ring.kill(victim)
     rng = random.Random(3)
     outcomes = {"ok": 0, "error": 0}
-    with NodeClient(via, timeout=15) as client:
+    with BlockingClient(via, timeout=15) as client:
         for _ in range(30):
             key = f"r{rng.random()}"
             started = time.monotonic()
@@ -150,14 +150,14 @@ def test_lookup_during_repair_succeeds_or_fails_cleanly(ring: LocalRing) -> None
             assert time.monotonic() - started < 10.0  # bounded: never hangs
     assert outcomes["ok"] > 0
     ring.wait_converged(timeout=30)
-    with NodeClient(via) as client:
+    with BlockingClient(via) as client:
         for i in range(50):
             key = f"after-{i}"
             assert client.lookup(key).owner.address == ring.owner_of(SPACE.hash_key(key))
 
 
 def test_oversized_value_over_grpc(ring: LocalRing) -> None:
-    with NodeClient(ring.live()[0].address) as client:
+    with BlockingClient(ring.live()[0].address) as client:
         with pytest.raises(ClientError, match="1 MiB"):
             client.put("big", b"x" * ((1 << 20) + 1))
         client.put("exactly-1mib", b"y" * (1 << 20))

@@ -343,3 +343,62 @@ def test_new_node_taking_over_the_group_id_becomes_root_without_gap(run_virtual)
         await ring.stop()
 
     run_virtual(scenario())
+
+
+def test_roles_report_what_each_node_is_in_each_group(run_virtual) -> None:
+    async def scenario() -> None:
+        ring = await build(12, seed=13)
+        nodes = [ring.nodes[a] for a in sorted(ring.nodes)]
+        for name in ("beta", "alpha"):
+            await scribe(nodes[0]).create(name)
+        hosts = [n for n in nodes[1:6] if n is not root_of(ring, "alpha")]
+        for i, host in enumerate(hosts):
+            await scribe(host).join("alpha", lambda e: None, member=f"m{i}")
+        await scribe(hosts[0]).join("beta", lambda e: None, member="b0")
+        for k in range(3):
+            await scribe(nodes[0]).send("alpha", f"a{k}".encode())
+        await asyncio.sleep(2)
+
+        roles = {s.node.me.address: scribe(s).roles() for s in ring.nodes.values()}
+        assert [r.name for r in roles[hosts[0].node.me.address]] == ["alpha", "beta"]
+        by_node = {(a, r.name): r for a, rs in roles.items() for r in rs}
+        root = by_node[(root_of(ring, "alpha").node.me.address, "alpha")]
+        assert root.is_root and root.parent is None and root.last_seq == 3
+        assert root.group_id == ring.space.hash_key("alpha")
+        for i, host in enumerate(hosts):
+            role = by_node[(host.node.me.address, "alpha")]
+            assert f"m{i}" in role.members and not role.is_root and role.last_seq == 3
+        for (address, name), role in by_node.items():
+            assert isinstance(role.children, tuple) and isinstance(role.members, tuple)
+            if role.parent is not None:  # each link is seen from both ends
+                parent = by_node[(role.parent.address, name)]
+                assert address in [c.address for c in parent.children]
+        with pytest.raises(AttributeError):
+            root.is_root = False  # type: ignore[misc]
+        await ring.stop()
+
+    run_virtual(scenario())
+
+
+def test_listen_inbox_until_removed(run_virtual) -> None:
+    async def scenario() -> None:
+        ring = await build(10, seed=15)
+        got: dict[str, list[tuple[str, bytes, str]]] = defaultdict(list)
+        removers = [scribe(sim).listen_inbox(
+            lambda k, p, s, a=address: got[a].append((k, p, s)))
+            for address, sim in ring.nodes.items()]
+        origin = scribe(ring.nodes[sorted(ring.nodes)[0]])
+        owner = await origin.unicast("inbox-key", b"hello", sender="me")
+        await ring.wait_for(lambda: bool(got[owner.address]), 30)
+        assert got == {owner.address: [("unicast", b"hello", "me")]}
+        for remove in removers:
+            remove()
+        removers[0]()  # removing twice is harmless
+        assert all(not scribe(sim).inbox for sim in ring.nodes.values())
+        await origin.unicast("inbox-key", b"again")
+        await origin.broadcast(b"everyone")
+        await asyncio.sleep(5)
+        assert got == {owner.address: [("unicast", b"hello", "me")]}
+        await ring.stop()
+
+    run_virtual(scenario())

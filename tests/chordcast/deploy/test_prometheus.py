@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from chordcast.client import NodeClient
+from chordcast import BlockingClient
 from chordcast.localring import LocalRing
-from chordcast.mcast_client_tmp import BlockingClient
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
@@ -67,7 +66,7 @@ def traffic(ring: LocalRing, stop: threading.Event) -> None:
         subs = [BlockingClient(addresses[i]).join("dash") for i in (1, 2)]
         k = 0
         while not stop.is_set():
-            with NodeClient(addresses[k % len(addresses)]) as c:
+            with BlockingClient(addresses[k % len(addresses)]) as c:
                 c.lookup(f"key-{k}")
                 c.put(f"key-{k % 20}", b"v" * 100)
             mc.send("dash", f"message {k}")

@@ -12,8 +12,7 @@ import json
 import sys
 import time
 
-from chordcast.cli.main import walk_ring
-from chordcast.client import ClientError, NodeClient
+from chordcast import BlockingClient, ClientError
 
 PROBE_KEY = "first-lookup-probe"
 
@@ -21,13 +20,13 @@ PROBE_KEY = "first-lookup-probe"
 def main() -> None:
     cmd, via, *rest = sys.argv[1:]
     if cmd == "lookups":
-        with NodeClient(via) as client:
+        with BlockingClient(via) as client:
             print(json.dumps([client.lookup(k).owner.address for k in rest]))
     elif cmd == "first-lookup":
         deadline = time.monotonic() + float(rest[0])
         while time.monotonic() < deadline:
             try:
-                with NodeClient(via, timeout=2) as client:
+                with BlockingClient(via, timeout=2) as client:
                     if client.lookup(PROBE_KEY).owner.address == rest[1]:
                         print(json.dumps({"t": time.time()}))
                         return
@@ -36,7 +35,8 @@ def main() -> None:
             time.sleep(0.02)
         sys.exit("no successful lookup before the deadline")
     elif cmd == "ring":
-        infos = walk_ring(via)
+        with BlockingClient(via) as client:
+            infos = client.ring()
         print(json.dumps([[i.node.address, i.successors[0].address if i.successors else None]
                           for i in infos]))
 

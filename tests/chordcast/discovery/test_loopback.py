@@ -132,7 +132,7 @@ def test_node_processes_without_join_form_one_ring(udp_port: int) -> None:
             ring.wait_ready(node)
         ring.wait_converged(timeout=30)
         out = subprocess.run(
-            [sys.executable, "-m", "chordcast.cli.main", "discover", "--discovery-port", str(udp_port),
+            [sys.executable, "-m", "chordcast", "discover", "--discovery-port", str(udp_port),
              "--discovery-window", "0.5", "--json"],
             capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr

@@ -1,0 +1,176 @@
+"""`chordcast node` (run a node in the foreground) and `chordcast discover` (who is on the LAN)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from chord.ids import MAX_BITS, IdError, IdSpace
+from chordcast.cli.common import (
+    UsageError,
+    address,
+    at_least,
+    id_bits,
+    port,
+    print_json,
+    print_table,
+    short,
+)
+from chordcast.discovery.net import (
+    DEFAULT_GROUP,
+    DEFAULT_PORT,
+    DiscoveryConfigError,
+    check_broadcast_address,
+    check_multicast_group,
+)
+from chordcast.discovery.service import MODES, DiscoveryConfig, query, read_key_file
+from chordcast.server import NodeOptions, NodeServer
+from mcast.scribe import ScribeConfig
+
+LEAVE_DEADLINE = 5.0
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    options = NodeOptions(
+        listen=args.listen, advertise=args.advertise, join=args.join or [],
+        id_bits=args.id_bits, successors=args.successors, replicas=args.replicas,
+        stabilize_interval=args.stabilize_interval, rpc_timeout=args.rpc_timeout,
+        join_dns=args.join_dns or [], discovery=discovery_config(args),
+        require_join=args.require_join,
+        scribe=ScribeConfig(archive=args.archive, max_children=args.max_children,
+                            parent_timeout=args.parent_timeout),
+        metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+    )
+    return asyncio.run(_run_node(options))
+
+
+async def _run_node(options: NodeOptions) -> int:
+    ns = NodeServer(options)
+    try:
+        advertised = await ns.start()
+    except (OSError, ValueError, IdError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        await ns.server.stop(grace=None)
+        return 1
+    except Exception as exc:  # e.g. JoinFailed: every seed was unreachable
+        print(f"error: {exc}", file=sys.stderr)
+        await ns.server.stop(grace=None)
+        return 1
+    metrics = f" metrics on {ns.metrics_address}" if ns.metrics_address else ""
+    print(f"chordcast node {ns.space.format(ns.node.me.id)} listening on {advertised}{metrics}",
+          flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("chordcast").info("leaving the ring")
+    try:
+        await asyncio.wait_for(ns.leave(), LEAVE_DEADLINE)
+    except TimeoutError:
+        print("warning: graceful leave did not finish in time", file=sys.stderr)
+    return 0
+
+
+def discovery_config(args: argparse.Namespace) -> DiscoveryConfig:
+    try:
+        key = read_key_file(args.cluster_key_file) if args.cluster_key_file else None
+        config = DiscoveryConfig(
+            mode=args.discover, port=args.discovery_port,
+            broadcast_address=args.broadcast_address, multicast_group=args.multicast_group,
+            ttl=args.multicast_ttl, key=key, window=args.discovery_window,
+        )
+        if args.broadcast_address:
+            check_broadcast_address(args.broadcast_address)
+        if args.discover == "multicast":
+            check_multicast_group(args.multicast_group)
+    except DiscoveryConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return config
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    config = discovery_config(args)
+    if config.mode == "none":
+        raise UsageError("discover needs --discover broadcast or multicast")
+    try:
+        peers = query(config, IdSpace(MAX_BITS), args.bind)
+    except (DiscoveryConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    rows = [{"id": IdSpace(p.id_bits).format(p.node_id), "address": p.address,
+             "ring_size": p.ring_size, "in_ring": p.in_ring} for p in peers]
+    if args.json:
+        print_json({"nodes": rows})
+    else:
+        print(f"{len(rows)} node(s) answered")
+        print_table(["id", "address", "ring size", "in ring"],
+                    [[short(str(r["id"])), r["address"], r["ring_size"], r["in_ring"]]
+                     for r in rows])
+    return 0
+
+
+def add_discovery_options(p: argparse.ArgumentParser, default_mode: str) -> None:
+    p.add_argument("--discover", choices=MODES, default=default_mode,
+                   help=f"how to find a ring without seeds (default {default_mode})")
+    p.add_argument("--discovery-port", type=port, default=DEFAULT_PORT, metavar="PORT")
+    p.add_argument("--broadcast-address", metavar="IP",
+                   help="default: the subnet broadcast of the advertised interface")
+    p.add_argument("--multicast-group", default=DEFAULT_GROUP, metavar="IP",
+                   help="administratively scoped group (239.0.0.0/8)")
+    p.add_argument("--multicast-ttl", type=at_least(int, 1), default=1, metavar="N")
+    p.add_argument("--cluster-key-file", metavar="F",
+                   help="authenticate discovery packets with HMAC-SHA256 under this key")
+    p.add_argument("--discovery-window", type=at_least(float, 0.05), default=0.5,
+                   metavar="SECONDS", help="how long each probe collects answers")
+
+
+def register(sub: Any) -> None:
+    node = sub.add_parser("node", help="run a node in the foreground")
+    node.add_argument("--listen", type=address, required=True, metavar="HOST:PORT",
+                      help="address to bind (port 0 picks a free one)")
+    node.add_argument("--advertise", type=address, metavar="HOST:PORT",
+                      help="address peers use to reach this node (its id is SHA-1 of it)")
+    node.add_argument("--join", type=address, action="append", metavar="HOST:PORT",
+                      help="a ring member to join through (repeatable; none: start a new ring)")
+    node.add_argument("--id-bits", type=id_bits, default=MAX_BITS, metavar="M")
+    node.add_argument("--successors", type=at_least(int, 1), default=8, metavar="R")
+    node.add_argument("--replicas", type=at_least(int, 0), default=3, metavar="K")
+    node.add_argument("--stabilize-interval", type=at_least(float, 0.01), default=0.5,
+                      metavar="SECONDS")
+    node.add_argument("--rpc-timeout", type=at_least(float, 0.01), default=1.0,
+                      metavar="SECONDS")
+    node.add_argument("--log-level", default="info",
+                      choices=["debug", "info", "warning", "error"])
+    node.add_argument("--join-dns", type=address, action="append", metavar="NAME:PORT",
+                      help="join through every A/AAAA record of NAME (repeatable)")
+    node.add_argument("--require-join", action="store_true",
+                      help="exit with an error instead of starting a new ring")
+    add_discovery_options(node, "broadcast")
+    node.add_argument("--archive", type=at_least(int, 1), default=1024, metavar="N",
+                      help="messages a group's root keeps for repair")
+    node.add_argument("--max-children", type=at_least(int, 1), default=16, metavar="N",
+                      help="children per node per group before handing new ones down")
+    node.add_argument("--parent-timeout", type=at_least(float, 0.05), default=3.0,
+                      metavar="SECONDS", help="silence from a tree parent before re-joining")
+    node.add_argument("--metrics-port", type=at_least(int, 0), metavar="PORT",
+                      help="serve Prometheus metrics at http://HOST:PORT/metrics (0: any port)")
+    node.add_argument("--metrics-host", metavar="HOST",
+                      help="address for the metrics endpoint (default: the --listen host)")
+    node.set_defaults(func=cmd_node)
+
+    disc = sub.add_parser("discover", help="ask the LAN which nodes are out there")
+    disc.add_argument("--bind", default="127.0.0.1", metavar="IP",
+                      help="local address to probe from (its subnet is searched)")
+    disc.add_argument("--json", action="store_true", help="machine-readable output")
+    add_discovery_options(disc, "broadcast")
+    disc.set_defaults(func=cmd_discover)

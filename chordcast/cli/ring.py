@@ -1,0 +1,63 @@
+"""`chordcast ring` (walk the ring) and `chordcast lookup` (who owns a key)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from chordcast.cli.common import (
+    UsageError,
+    add_client_command,
+    print_json,
+    print_table,
+    short,
+    with_client,
+)
+from chordcast.results import ClientError
+
+
+def cmd_ring(args: argparse.Namespace) -> int:
+    infos = with_client(args, lambda c: c.ring())
+    if args.json:
+        print_json({"size": len(infos), "nodes": [
+            {"id": i.node.id, "address": i.node.address,
+             "predecessor": i.predecessor.address if i.predecessor else None,
+             "successors": [s.address for s in i.successors], "keys": i.keys}
+            for i in infos]})
+        return 0
+    print(f"ring of {len(infos)} node(s), walked from {args.via}")
+    print_table(
+        ["id", "address", "predecessor", "successor", "keys"],
+        [[short(i.node.id), i.node.address, i.predecessor.address if i.predecessor else "-",
+          i.successors[0].address if i.successors else "(self)", i.keys] for i in infos],
+    )
+    return 0
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    if (args.key is None) == (args.id is None):
+        raise UsageError("give either KEY or --id HEX")
+    try:
+        r = with_client(args, lambda c: c.lookup(key=args.key, key_id=args.id,
+                                                 iterative=args.iterative))
+    except ClientError as exc:
+        if args.id is not None and exc.code == "INVALID_ARGUMENT":
+            raise UsageError(str(exc)) from None  # the --id given is not an id of this ring
+        raise
+    if args.json:
+        print_json({"key": r.key, "key_id": r.key_id,
+                    "owner": {"id": r.owner.id, "address": r.owner.address},
+                    "hops": r.hops, "path": r.path})
+        return 0
+    print_table(["key", "key id", "owner", "owner id", "hops"],
+                [[r.key or "-", short(r.key_id), r.owner.address, short(r.owner.id), r.hops]])
+    print("path: " + " -> ".join(r.path))
+    return 0
+
+
+def register(sub: Any) -> None:
+    add_client_command(sub, "ring", cmd_ring, "walk the ring and list its nodes")
+    lk = add_client_command(sub, "lookup", cmd_lookup, "find the node that owns a key")
+    lk.add_argument("key", nargs="?", help="the key (hashed with SHA-1)")
+    lk.add_argument("--id", metavar="HEX", help="look up a raw identifier instead of a key")
+    lk.add_argument("--iterative", action="store_true", help="ask each hop in turn")

@@ -1,0 +1,71 @@
+"""`chordcast put|get|delete`: the DHT's key-value storage."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+from typing import Any
+
+from chord.storage import MAX_VALUE_BYTES
+from chordcast.cli.common import UsageError, add_client_command, print_json, with_client
+from chordcast.cli.inputs import CannotRead, TooLarge, text_or_file
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    try:
+        value = text_or_file(args.value, args.file, MAX_VALUE_BYTES, "VALUE", "value")
+    except CannotRead as exc:
+        raise UsageError(str(exc)) from None
+    except TooLarge as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    stored = with_client(args, lambda c: c.put(args.key, value))
+    if args.json:
+        print_json({"key": args.key, "owner": stored.owner.address, "version": stored.version})
+    else:
+        print(f"stored {args.key!r} ({len(value)} bytes) on {stored.owner.address}, "
+              f"version {stored.version}")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    v = with_client(args, lambda c: c.get(args.key))
+    if not v.found:
+        if args.json:
+            print_json({"key": args.key, "found": False, "owner": v.owner.address})
+        print(f"error: key {args.key!r} not found (owner {v.owner.address})", file=sys.stderr)
+        return 1
+    try:
+        text, encoding = v.value.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(v.value).decode("ascii"), "base64"
+    if args.json:
+        print_json({"key": args.key, "found": True, "value": text, "encoding": encoding,
+                    "version": v.version, "owner": v.owner.address})
+    else:
+        print(text)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    d = with_client(args, lambda c: c.delete(args.key))
+    if args.json:
+        print_json({"key": args.key, "deleted": d.found, "owner": d.owner.address})
+    elif d.found:
+        print(f"deleted {args.key!r} on {d.owner.address}")
+    if not d.found:
+        print(f"error: key {args.key!r} not found", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(sub: Any) -> None:
+    put = add_client_command(sub, "put", cmd_put, "store a value")
+    put.add_argument("key")
+    put.add_argument("value", nargs="?")
+    put.add_argument("--file", metavar="F", help="read the value from a file (up to 1 MiB)")
+    get = add_client_command(sub, "get", cmd_get, "read a value")
+    get.add_argument("key")
+    de = add_client_command(sub, "delete", cmd_delete, "delete a value")
+    de.add_argument("key")
