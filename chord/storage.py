@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from chord.ids import between, between_right
 from chord.kbr import Forward, Kbr, LookupFailed, NeighborChange
@@ -80,6 +82,11 @@ class Storage:
         self.sync_interval = sync_interval
         self.replica_ttl = 6 * sync_interval
         self.items: dict[str, Record] = {}
+        # Requests by kind: routed to the key's owner, and sent straight between peers.
+        self._at_owner: dict[str, Callable[[Any], Awaitable[spb.StorageReply]]] = {
+            "put": self._owner_put, "get": self._owner_get, "delete": self._owner_delete}
+        self._from_peer: dict[str, Callable[[Any], spb.StorageSyncReply]] = {
+            "store": self._on_store, "digest": self._on_digest, "fetch": self._on_fetch}
         kbr.register(self)
 
     # ================================================================ client operations
@@ -131,19 +138,20 @@ class Storage:
     async def deliver(self, key: int, payload: bytes, origin: NodeRef) -> bytes:
         req = spb.StorageRequest.FromString(payload)
         op = req.WhichOneof("op")
+        handler = self._at_owner.get(op or "")
+        if handler is None:
+            raise InvalidRequest("empty storage request")
         try:
-            if op == "put":
-                return (await self._owner_put(req.put)).SerializeToString()
-            if op == "get":
-                rec = await self._local_or_repair(req.get)
-                found = rec is not None and not rec.deleted
-                item = rec.to_pb() if rec is not None and found else None
-                return spb.StorageReply(found=found, item=item).SerializeToString()
-            if op == "delete":
-                return (await self._owner_delete(req.delete)).SerializeToString()
+            reply = await handler(getattr(req, op or ""))
         except StorageError as exc:
-            return spb.StorageReply(error=str(exc)).SerializeToString()
-        raise InvalidRequest("empty storage request")
+            reply = spb.StorageReply(error=str(exc))
+        return reply.SerializeToString()
+
+    async def _owner_get(self, key: str) -> spb.StorageReply:
+        rec = await self._local_or_repair(key)
+        found = rec is not None and not rec.deleted
+        return spb.StorageReply(found=found, item=rec.to_pb() if rec is not None and found
+                                else None)
 
     async def _owner_put(self, item: spb.Item) -> spb.StorageReply:
         check_key(item.key)
@@ -167,26 +175,33 @@ class Storage:
     async def direct(self, payload: bytes, sender: NodeRef) -> bytes:
         msg = spb.StorageSync.FromString(payload)
         op = msg.WhichOneof("op")
-        if op == "store":
-            for item in msg.store.items:
-                self._accept(item)
-            return spb.StorageSyncReply().SerializeToString()
-        if op == "digest":
-            wanted = spb.Digest()
-            now = self.kbr.clock.now()
-            for key, version in zip(msg.digest.keys, msg.digest.versions, strict=False):
-                rec = self.items.get(key)
-                if rec is not None and rec.version >= version:
-                    rec.touched = now
-                else:
-                    wanted.keys.append(key)
-            return spb.StorageSyncReply(wanted=wanted).SerializeToString()
-        if op == "fetch":
-            rec = self.items.get(msg.fetch)
-            if rec is None:
-                return spb.StorageSyncReply(found=False).SerializeToString()
-            return spb.StorageSyncReply(found=True, item=rec.to_pb()).SerializeToString()
-        raise InvalidRequest("empty storage sync message")
+        handler = self._from_peer.get(op or "")
+        if handler is None:
+            raise InvalidRequest("empty storage sync message")
+        return handler(getattr(msg, op or "")).SerializeToString()
+
+    def _on_store(self, store: spb.ItemBatch) -> spb.StorageSyncReply:
+        for item in store.items:
+            self._accept(item)
+        return spb.StorageSyncReply()
+
+    def _on_digest(self, digest: spb.Digest) -> spb.StorageSyncReply:
+        """An owner confirms what we hold for it; we ask for what is missing or older."""
+        wanted = spb.Digest()
+        now = self.kbr.clock.now()
+        for key, version in zip(digest.keys, digest.versions, strict=False):
+            rec = self.items.get(key)
+            if rec is not None and rec.version >= version:
+                rec.touched = now
+            else:
+                wanted.keys.append(key)
+        return spb.StorageSyncReply(wanted=wanted)
+
+    def _on_fetch(self, key: str) -> spb.StorageSyncReply:
+        rec = self.items.get(key)
+        if rec is None:
+            return spb.StorageSyncReply(found=False)
+        return spb.StorageSyncReply(found=True, item=rec.to_pb())
 
     def update(self, change: NeighborChange) -> None:
         me = self.kbr.me.id
