@@ -264,6 +264,8 @@ class Routing:
              if n is not None and between(n.id, node.me.id, limit)}.values(),
             key=lambda n: node.space.distance(node.me.id, n.id),
         )
+        if not targets:
+            return  # a leaf of the spread: nobody left in our stretch
         limits = [t.id for t in targets[1:]] + [limit]
         await asyncio.gather(*(self._spread_to(app, payload, origin, t, lim)
                                for t, lim in zip(targets, limits, strict=True)))

@@ -98,3 +98,41 @@ def test_forward_deliver_stop_direct_update(run_virtual) -> None:
         await ring.stop()
 
     run_virtual(scenario())
+
+
+class Inbox(Tracer):
+    """Counts broadcast deliveries (the `direct` upcall) per node."""
+
+    def __init__(self, kbr: Kbr, counts: dict[str, int]) -> None:
+        super().__init__(kbr)
+        self.counts = counts
+
+    async def direct(self, payload: bytes, sender: NodeRef) -> bytes:
+        self.counts[self.kbr.me.address] = self.counts.get(self.kbr.me.address, 0) + 1
+        return b""
+
+
+def test_broadcast_reaches_every_node_once_and_no_spread_task_fails(run_virtual) -> None:
+    """Leaves of the spread have nobody left to hand a stretch to: that must end quietly
+    (it used to raise in every leaf's task, and on a one-node ring in `broadcast` itself)."""
+    failures: list[BaseException] = []
+
+    async def scenario(size: int) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: failures.append(ctx["exception"]))
+        ring = SimRing(config=NodeConfig(successors=3), seed=11)
+        counts: dict[str, int] = {}
+        for _ in range(size):
+            sim = await ring.add()
+            Inbox(sim.kbr, counts)
+        assert await ring.converge()
+        await asyncio.sleep(20)  # fingers filled
+        origin = ring.nodes[sorted(ring.nodes)[0]]
+        await origin.kbr.broadcast("tracer", b"to all")
+        await asyncio.sleep(5)
+        assert counts == {address: 1 for address in ring.nodes}
+        await ring.stop()
+
+    for size in (1, 2, 20):
+        run_virtual(scenario(size))
+        assert not failures, f"ring of {size}: {failures!r}"
