@@ -46,10 +46,14 @@ class NodeProcess:
 
 @dataclass
 class LocalRing:
+    """Node processes on loopback, started exactly as users start them (`chordcast node`,
+    metrics on unless `metrics=False`), each logging to its own file."""
+
     extra_args: list[str] = field(default_factory=list)
     space: IdSpace = field(default_factory=IdSpace)
     host: str = "127.0.0.1"
     nodes: list[NodeProcess] = field(default_factory=list)
+    metrics: bool = True
 
     def __post_init__(self) -> None:
         self._logdir = Path(tempfile.mkdtemp(prefix="chordcast-ring-"))
@@ -64,6 +68,8 @@ class LocalRing:
         cmd = [*(prefix or []), sys.executable, "-m", "chordcast", "node",
                "--listen", listen or f"{self.host}:0", "--id-bits", str(self.space.bits),
                "--discover", "none", *self.extra_args, *(extra or [])]
+        if self.metrics and "--metrics-port" not in cmd:
+            cmd += ["--metrics-port", "0"]
         for seed in join if join is not None else [n.address for n in self.live()[:3]]:
             cmd += ["--join", seed]
         with open(log, "wb") as err:
@@ -112,6 +118,24 @@ class LocalRing:
             yield self
         finally:
             self.stop()
+        self.check_logs()
+
+    def tracebacks(self) -> list[str]:
+        """Every node log that holds a traceback, with the lines around its first one."""
+        found = []
+        for node in self.nodes:
+            text = node.log.read_text(errors="replace") if node.log.exists() else ""
+            at = text.find("Traceback (most recent call last)")
+            if at >= 0:
+                start = text.rfind("\n", 0, max(0, at - 1)) + 1
+                found.append(f"{node.log} ({node.address}):\n{text[start:start + 2000]}")
+        return found
+
+    def check_logs(self) -> None:
+        """A node that logged a traceback failed somewhere, even if the ring recovered."""
+        found = self.tracebacks()
+        if found:
+            raise RingError(f"{len(found)} node log(s) hold a traceback:\n" + "\n".join(found))
 
     def live(self) -> list[NodeProcess]:
         return [n for n in self.nodes if n.alive]

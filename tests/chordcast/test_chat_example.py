@@ -65,3 +65,4 @@ def test_two_people_chat_through_a_room() -> None:
                 p.kill()
                 p.wait()
         ring.stop()
+    ring.check_logs()

@@ -57,3 +57,4 @@ def test_health_is_serving_only_after_joining_and_reflection_lists_services() ->
                 "grpc.health.v1.Health"} <= services
     finally:
         ring.stop()
+    ring.check_logs()

@@ -141,6 +141,7 @@ def test_node_processes_without_join_form_one_ring(udp_port: int) -> None:
         assert all(n["in_ring"] and n["ring_size"] == 3 for n in found)
     finally:
         ring.stop()
+    ring.check_logs()
 
 
 def test_join_dns_expands_every_record(udp_port: int) -> None:
@@ -159,6 +160,7 @@ def test_join_dns_expands_every_record(udp_port: int) -> None:
         assert "no address found" in lonely.log.read_text()
     finally:
         ring.stop()
+    ring.check_logs()
 
 
 def test_require_join_without_any_answer_is_a_clear_error(udp_port: int) -> None:
@@ -170,3 +172,4 @@ def test_require_join_without_any_answer_is_a_clear_error(udp_port: int) -> None
         assert "no ring answered broadcast discovery" in lonely.log.read_text()
     finally:
         ring.stop()
+    ring.check_logs()

@@ -87,3 +87,4 @@ def test_four_hosts_discover_each_other(lan: Lan, mode: str) -> None:
         assert "no ring answered" not in newcomer.log.read_text()
     finally:
         ring.stop()
+    ring.check_logs()
