@@ -17,6 +17,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from chord.cache import LocationCache
 from chord.ids import IdSpace
 from chord.kbr import Forward, NeighborChange, Upcalls
 from chord.ports import Clock, InvalidRequest, Observer, PeerUnavailable, RemoteError, Transport
@@ -35,6 +36,7 @@ class NodeConfig:
     lookup_timeout: float = 5.0
     max_hops: int = 64
     check_predecessor_every: int = 2  # stabilization rounds
+    location_cache: int = 0  # nodes remembered for one-hop routing; 0: plain Chord
 
 
 class _NoApps:
@@ -73,6 +75,7 @@ class NodeCore:
         self.clock = clock or Clock()
         self.rng = rng or random.Random()
         self.observer = observer or Observer()
+        self.cache = LocationCache(space, self.me, self.config.location_cache, self.rng)
         self.upcalls: Upcalls = _NoApps()
         self.running = False
         self.stopped = False
@@ -114,6 +117,7 @@ class NodeCore:
         """A node did not answer: drop it everywhere, and count the repair."""
         before = self.snapshot()
         self.state.forget(node_id)
+        self.cache.forget(node_id)
         self.changed(before)
         self.observer.repaired(pointer)
 
@@ -129,6 +133,8 @@ class NodeCore:
         `before`."""
         old_succ, old_pred = before
         if old_succ != self.state.successors or old_pred != self.state.predecessor:
+            # Neighbours just adopted have answered: the best entries a cache can have.
+            self.cache.learn([*self.state.successors, self.state.predecessor])
             self.upcalls.update(
                 NeighborChange(old_succ, list(self.state.successors), old_pred,
                                self.state.predecessor)

@@ -21,6 +21,8 @@ from chord.state import NodeRef
 from chord.wire import key_from_pb, node_from_pb, node_to_pb, nodes_from_pb, nodes_to_pb
 from chordcast.v1 import chord_pb2 as pb
 
+MAX_SAMPLE = 64  # nodes a neighbour may ask for in one location-cache sample
+
 
 class Handlers:
     def __init__(self, node: NodeCore, routing: Routing) -> None:
@@ -38,6 +40,7 @@ class Handlers:
             "LeaveNotice": self._on_leave_notice,
             "AppCall": self._on_app_call,
             "Spread": self._on_spread,
+            "Resolve": self._on_resolve,
         }
 
     async def handle(self, method: str, request: Message) -> Message:
@@ -52,12 +55,16 @@ class Handlers:
 
     async def _on_get_neighbors(self, req: pb.GetNeighborsRequest) -> pb.GetNeighborsReply:
         node = self.node
+        if not req.with_fingers and not req.sample:
+            return self._neighbors_pb()
+        reply = pb.GetNeighborsReply()
+        reply.CopyFrom(self._neighbors_pb())
         if req.with_fingers:
-            reply = pb.GetNeighborsReply()
-            reply.CopyFrom(self._neighbors_pb())
             reply.fingers.extend(nodes_to_pb(node.space, node.state.distinct_fingers()))
-            return reply
-        return self._neighbors_pb()
+        if req.sample:
+            reply.known.extend(nodes_to_pb(node.space, node.cache.sample(
+                min(req.sample, MAX_SAMPLE))))
+        return reply
 
     def _neighbors_pb(self) -> pb.GetNeighborsReply:
         # The most frequent answer of all (every stabilization round, every finger check):
@@ -110,6 +117,27 @@ class Handlers:
         budget = min(req.budget_ms / 1000, node.config.lookup_timeout)
         node.spawn(self.routing.process_route(req, node.clock.now() + budget))
         return pb.RouteAck()
+
+    async def _on_resolve(self, req: pb.ResolveRequest) -> pb.ResolveReply:
+        """One-hop routing: answer only as the key's owner (its predecessor precedes the key,
+        so no node lies between them); otherwise refuse, naming the nodes to try."""
+        node = self.node
+        key = key_from_pb(node.space, req.key)
+        origin = node_from_pb(node.space, req.origin)
+        node.cache.learn([origin])
+        st = node.state
+        if st.predecessor is None or not st.owns(key):
+            final, candidates = st.next_hops(key)
+            hints = [st.predecessor, *(candidates[:3] if final else [])]
+            return pb.ResolveReply(owner=False, hints=nodes_to_pb(
+                node.space, [h for h in hints if h is not None and h.id != origin.id]))
+        if not req.app:
+            return pb.ResolveReply(owner=True)
+        try:
+            answer = await node.upcalls.deliver(key, req.app, req.payload, origin)
+        except InvalidRequest as exc:
+            return pb.ResolveReply(owner=True, error=str(exc))
+        return pb.ResolveReply(owner=True, payload=answer)
 
     async def _on_route_result(self, req: pb.RouteResultRequest) -> pb.RouteResultReply:
         self.routing.resolve(req)

@@ -74,7 +74,8 @@ class Overlay(Protocol):
     state: RingState
     upcalls: Upcalls
 
-    async def route(self, key: int, app: str, payload: bytes) -> RouteResult: ...
+    async def route(self, key: int, app: str, payload: bytes, one_hop: bool = False
+                    ) -> RouteResult: ...
 
     async def app_call(self, node: NodeRef, app: str, payload: bytes) -> bytes: ...
 
@@ -86,6 +87,9 @@ class Overlay(Protocol):
 
 
 class Application(Protocol):
+    """An application on KBR. It may set a class attribute `one_hop = True` when its
+    `forward` upcall only passes messages on: its routes may then skip the hops between."""
+
     name: str
 
     async def forward(
@@ -140,7 +144,11 @@ class Kbr:
         self.apps[app.name] = app
 
     async def route(self, key: int, app: str, payload: bytes) -> RouteResult:
-        return await self.node.route(key, app, payload)
+        """Deliver to `app` at the owner of `key`. An application whose `one_hop` is true
+        needs no forward upcall on the way, so the location cache may take it there in one
+        hop; for the others every hop sees the message (Scribe builds its trees so)."""
+        one_hop = bool(getattr(self.apps.get(app), "one_hop", False))
+        return await self.node.route(key, app, payload, one_hop)
 
     async def send(self, node: NodeRef, app: str, payload: bytes) -> bytes:
         return await self.node.app_call(node, app, payload)

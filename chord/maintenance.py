@@ -23,12 +23,48 @@ from chordcast.v1 import chord_pb2 as pb
 
 log = logging.getLogger(__name__)
 
+GOSSIP_SAMPLE = 64  # nodes asked for per location-cache exchange
+GOSSIP_MAX_GAP = 32  # rounds between exchanges once they stop teaching anything new
+
+
 class Maintenance:
     def __init__(self, node: NodeCore, routing: Routing) -> None:
         self.node = node
         self.routing = routing
         self.rounds = 0  # stabilization rounds so far
         self.next_finger = 0  # the finger fix_fingers refreshes next
+        self.gossip_every = 1  # rounds between location-cache exchanges (backs off when idle)
+        self.gossip_wait = 0
+
+    async def gossip(self) -> None:
+        """Fill the location cache epidemically: ask a random known node for a sample of the
+        nodes it knows (push-pull gossip reaches everyone in O(log N) rounds). The gap between
+        exchanges doubles while they teach nothing new, so a settled ring stays quiet."""
+        node, cache = self.node, self.node.cache
+        if not cache.enabled:
+            return
+        self.gossip_wait -= 1
+        if self.gossip_wait > 0:
+            return
+        # The ring state's own nodes first: a ring built from a stable base has taught the
+        # cache nothing yet, and these are the freshest entries there are.
+        cache.learn([*node.state.successors, *node.state.distinct_fingers()])
+        peers = cache.sample(1)
+        if not peers:
+            return
+        peer = peers[0]
+        try:
+            reply = await node.call(peer.address, "GetNeighbors",
+                                    pb.GetNeighborsRequest(sample=GOSSIP_SAMPLE))
+        except PeerUnavailable:
+            node.forget(peer.id, "cache")
+            return
+        except RemoteError:
+            return
+        new = cache.learn([*nodes_from_pb(node.space, reply.successors),
+                           *nodes_from_pb(node.space, reply.known)])
+        self.gossip_every = 1 if new else min(GOSSIP_MAX_GAP, 2 * self.gossip_every)
+        self.gossip_wait = self.gossip_every
 
     async def stabilize(self) -> None:
         """Query the head of the successor list; adopt its list, and a closer node only if it
@@ -48,6 +84,7 @@ class Maintenance:
                     reply = await node.call(head.address, "GetNeighbors", pb.GetNeighborsRequest())
                 except (PeerUnavailable, RemoteError):
                     node.state.forget(head.id)
+                    node.cache.forget(head.id)
                     node.observer.repaired("successor")
                     continue
                 node.state.adopt_successors(head, nodes_from_pb(node.space, reply.successors))
@@ -116,6 +153,7 @@ class Maintenance:
             if old is not None:
                 node.observer.finger_checked(found.id == old.id)
             self.next_finger = node.state.set_finger_run(i, found)
+            node.cache.learn([found])
             return
         old = node.state.fingers[i]  # the check may have found it dead and forgotten it
         try:
@@ -131,6 +169,7 @@ class Maintenance:
             self.next_finger = 0
             return
         self.next_finger = node.state.set_finger_run(i, result.owner)
+        node.cache.learn([result.owner])
 
     async def _confirm_finger(self, finger: NodeRef, start: int) -> NodeRef | None:
         """The successor of `start`, found by asking `finger` (a node at or after start) and

@@ -131,6 +131,7 @@ class ChordNode(NodeCore):
             try:
                 await self.stabilize()
                 await self.fix_fingers()
+                await self.maintenance.gossip()
                 if self.stabilize_rounds % self.config.check_predecessor_every == 0:
                     await self.check_predecessor()
             except asyncio.CancelledError:
@@ -162,9 +163,11 @@ class ChordNode(NodeCore):
         await self.maintenance.check_predecessor()
 
     # ================================================================== routing
-    async def route(self, key: int, app: str, payload: bytes) -> RouteResult:
-        """KBR route from this node: deliver `payload` to the owner of `key` (recursive)."""
-        return await self.routing.route(key, app, payload)
+    async def route(self, key: int, app: str, payload: bytes, one_hop: bool = False
+                    ) -> RouteResult:
+        """KBR route from this node: deliver `payload` to the owner of `key` (recursive, or
+        one hop from the location cache when `one_hop` allows it)."""
+        return await self.routing.route(key, app, payload, one_hop)
 
     async def lookup(self, key: int) -> RouteResult:
         return await self.routing.lookup(key)

@@ -21,6 +21,8 @@ from chordcast.v1 import chord_pb2 as pb
 
 log = logging.getLogger(__name__)
 
+ONE_HOP_TRIES = 2  # the cached guess, then the best node a refusal's hints name
+
 
 class Routing:
     def __init__(self, node: NodeCore) -> None:
@@ -29,9 +31,13 @@ class Routing:
         self._pending: dict[int, asyncio.Future[pb.RouteResultRequest]] = {}
 
     # ================================================================== origination
-    async def route(self, key: int, app: str, payload: bytes) -> RouteResult:
-        """KBR route from this node: deliver `payload` to the owner of `key` (recursive)."""
-        return await self.originate(key, app, payload, first_hop=None)
+    async def route(self, key: int, app: str, payload: bytes, one_hop: bool = False
+                    ) -> RouteResult:
+        """KBR route from this node: deliver `payload` to the owner of `key` (recursive).
+        `one_hop`: the application needs no forward upcalls on the way, so the location
+        cache may send the message straight to the owner (plain lookups always may)."""
+        return await self.originate(key, app, payload, first_hop=None,
+                                    one_hop=one_hop or not app)
 
     async def lookup(self, key: int) -> RouteResult:
         return await self.route(key, "", b"")
@@ -75,12 +81,17 @@ class Routing:
         return result.owner
 
     async def originate(
-        self, key: int, app: str, payload: bytes, first_hop: str | None, observe: bool = True
+        self, key: int, app: str, payload: bytes, first_hop: str | None, observe: bool = True,
+        one_hop: bool = False,
     ) -> RouteResult:
         node = self.node
         started = node.clock.now()
         try:
-            result = await self._originate_once(key, app, payload, first_hop)
+            result = None
+            if one_hop and first_hop is None and node.cache.enabled:
+                result = await self._one_hop(key, app, payload)
+            if result is None:
+                result = await self._originate_once(key, app, payload, first_hop)
         except LookupFailed as exc:
             if observe:
                 node.observer.lookup_failed(exc.reason, node.clock.now() - started)
@@ -88,6 +99,36 @@ class Routing:
         if observe:
             node.observer.lookup(result.hops, node.clock.now() - started)
         return result
+
+    async def _one_hop(self, key: int, app: str, payload: bytes) -> RouteResult | None:
+        """Ask the node the location cache names as the owner; it answers only if it owns
+        the key (a hit: one call, the answer in the reply). A refusal's hints may name a
+        better guess, tried once more. None: no guess, or no confirmed owner — Chord routing
+        takes over, so a stale or dead entry costs a call, never a wrong answer."""
+        node = self.node
+        if node.state.owns(key) or not node.state.successors:
+            return None  # ours (or we are alone): routing delivers here without a call
+        req = pb.ResolveRequest(key=node.space.to_bytes(key), app=app, payload=payload,
+                                origin=node.me_pb())
+        tried: set[int] = set()
+        for _ in range(ONE_HOP_TRIES):
+            guess = node.cache.owner_guess(key)
+            if guess is None or guess.id in tried:
+                return None
+            tried.add(guess.id)
+            try:
+                reply: pb.ResolveReply = await node.call(guess.address, "Resolve", req)
+            except PeerUnavailable:
+                node.forget(guess.id, "cache")
+                continue
+            except RemoteError:
+                return None
+            if reply.owner:
+                if reply.error:
+                    raise LookupFailed(reply.error, "error")
+                return RouteResult(guess, [node.me, guess], reply.payload)
+            node.cache.learn(nodes_from_pb(node.space, reply.hints))
+        return None
 
     async def _originate_once(
         self, key: int, app: str, payload: bytes, first_hop: str | None
@@ -120,15 +161,13 @@ class Routing:
             raise LookupFailed(str(exc), "no_route") from None
         finally:
             self._pending.pop(rid, None)
+        path = nodes_from_pb(node.space, result.path)
+        node.cache.learn(path)  # every node on the path handled the message: it is alive
         if result.error:
             reason = ("hop_limit" if "hop limit" in result.error else
                       "no_route" if "no live next hop" in result.error else "error")
             raise LookupFailed(result.error, reason)
-        return RouteResult(
-            node_from_pb(node.space, result.owner),
-            nodes_from_pb(node.space, result.path),
-            result.payload,
-        )
+        return RouteResult(node_from_pb(node.space, result.owner), path, result.payload)
 
     def resolve(self, result: pb.RouteResultRequest) -> None:
         """A route started here has its answer: wake whoever waits for it."""

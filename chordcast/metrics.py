@@ -73,7 +73,7 @@ class NodeMetrics(Observer):
         # Every bounded label value exists from the start, so dashboards show zeros, not gaps.
         for reason in ("timeout", "no_route", "hop_limit", "error"):
             self.lookup_failures.labels(reason)
-        for pointer in ("successor", "predecessor", "next_hop"):
+        for pointer in ("successor", "predecessor", "next_hop", "finger", "cache"):
             self.repairs.labels(pointer)
         for event in ("stamped", "forwarded", "delivered"):
             self.mcast_events.labels(event)

@@ -121,6 +121,7 @@ async def lookups(ring: SimRing, count: int, rng: random.Random, concurrency: in
         "hops_mean": round(statistics.mean(hops), 4) if hops else float("nan"),
         "hops_p1": percentile([float(h) for h in hops], 1),
         "hops_p99": percentile([float(h) for h in hops], 99),
+        "one_hop_fraction": round(sum(1 for h in hops if h <= 1) / len(hops), 4) if hops else 0.0,
         "correct_fraction": round(outcome["correct"] / count, 6),
         "failed_lookups": outcome["failed"] + outcome["wrong"],
         "timeouts_mean": round(timeouts / count, 4),
@@ -129,12 +130,12 @@ async def lookups(ring: SimRing, count: int, rng: random.Random, concurrency: in
 
 def new_ring(nodes: int, seed: int, successors: int, stabilize: float, bits: int = 160,
              latency: Callable[[str, str, random.Random], float] | None = None,
-             trace: bool = False, **kw: Any) -> SimRing:
+             trace: bool = False, location_cache: int = 0, **kw: Any) -> SimRing:
     net = MemoryNetwork(seed=seed, latency=latency, copy_messages=False)
     if trace:
         net.trace = []
     config = NodeConfig(successors=successors, stabilize_interval=stabilize, rpc_timeout=0.5,
-                        lookup_timeout=30.0, max_hops=256)
+                        lookup_timeout=30.0, max_hops=256, location_cache=location_cache)
     return SimRing(space=IdSpace(bits), config=config, net=net, seed=seed,
                    with_storage=False, observer=SimStats(), **kw)
 
@@ -142,13 +143,14 @@ def new_ring(nodes: int, seed: int, successors: int, stabilize: float, bits: int
 async def ring_experiment(nodes: int, seed: int, lookup_count: int, fail_fraction: float = 0.0,
                           successors: int | None = None, repair: bool = True,
                           stabilize: float = 1.0, progress: bool = False,
-                          form: str = "joins") -> dict[str, Any]:
+                          form: str = "joins", location_cache: int = 0) -> dict[str, Any]:
     """Form a ring (by joins, or form="stable": the oracle's stable base), optionally fail a
     fraction of it at once, let it repair (or, with repair=False, stop stabilization as in the
-    Chord paper's failure experiment), then look up."""
+    Chord paper's failure experiment), then look up. `location_cache` > 0: one-hop routing
+    from caches of that size, warmed by gossip for 40 stabilization periods first."""
     r = successors or max(3, 2 * math.ceil(math.log2(max(nodes, 2))))
     rng = random.Random(seed)
-    ring = new_ring(nodes, seed, r, stabilize, trace=True)
+    ring = new_ring(nodes, seed, r, stabilize, trace=True, location_cache=location_cache)
     loop = asyncio.get_running_loop()
     join_failures = 0
     if form == "joins":
@@ -183,9 +185,12 @@ async def ring_experiment(nodes: int, seed: int, lookup_count: int, fail_fractio
             await asyncio.sleep(10 * stabilize)  # fingers catch up
             check(ring, seed)
     ring.net.trace = None
+    if location_cache and repair:
+        await asyncio.sleep(40 * stabilize)  # gossip warms the caches
     result = await lookups(ring, lookup_count, rng, progress=progress)
     await ring.stop()
     return {"nodes": nodes, "successors": r, "fail_fraction": fail_fraction,
+            "location_cache": location_cache,
             "form": form, "formed_virtual_seconds": round(formed_at, 3),
             "join_failures": join_failures,
             # check() raises on the first violation, so a finished run had none
@@ -195,13 +200,16 @@ async def ring_experiment(nodes: int, seed: int, lookup_count: int, fail_fractio
 
 
 async def churn_experiment(nodes: int, seed: int, rate_per_period: float, periods: int,
-                           lookup_count: int, stabilize: float = 30.0) -> dict[str, Any]:
+                           lookup_count: int, stabilize: float = 30.0,
+                           location_cache: int = 0) -> dict[str, Any]:
     """Poisson joins and crashes (half each) at `rate_per_period` events per stabilization
     period, with lookups spread over the run; failed = no answer or a wrong owner."""
     rng = random.Random(seed)
     r = 2 * math.ceil(math.log2(nodes))
-    ring = new_ring(nodes, seed, r, stabilize)
+    ring = new_ring(nodes, seed, r, stabilize, location_cache=location_cache)
     ring.build_stable(nodes)
+    if location_cache:
+        await asyncio.sleep(40 * stabilize)  # gossip warms the caches before churn starts
     loop = asyncio.get_running_loop()
     end = loop.time() + periods * stabilize
     events = {"joins": 0, "crashes": 0}
@@ -223,11 +231,13 @@ async def churn_experiment(nodes: int, seed: int, rate_per_period: float, period
 
     churner = asyncio.ensure_future(churn())
     failed = 0
+    one_hop = 0.0
     gap = periods * stabilize / max(1, lookup_count // 50)
     done = 0
     while done < lookup_count:
         res = await lookups(ring, 50, rng, concurrency=50)
         failed += res["failed_lookups"]
+        one_hop += res["one_hop_fraction"] * 50
         done += 50
         await asyncio.sleep(gap)
     churner.cancel()
@@ -235,4 +245,5 @@ async def churn_experiment(nodes: int, seed: int, rate_per_period: float, period
     await ring.stop()
     return {"nodes": nodes, "rate_per_period": rate_per_period, "periods": periods,
             "lookups": done, "failed_per_10000": round(10_000 * failed / done, 2), **events,
+            "location_cache": location_cache, "one_hop_fraction": round(one_hop / done, 4),
             "virtual_seconds": round(loop.time(), 3)}

@@ -19,10 +19,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
             result = experiments.run(experiments.ring_experiment(
                 args.nodes, args.seed, args.lookups, args.fail_fraction, args.successors,
                 repair=not args.no_repair, stabilize=args.stabilize_interval,
-                progress=args.progress, form=args.form))
+                progress=args.progress, form=args.form, location_cache=args.location_cache))
         elif args.sim_command == "churn":
             result = experiments.run(experiments.churn_experiment(
-                args.nodes, args.seed, args.rate, args.periods, args.lookups))
+                args.nodes, args.seed, args.rate, args.periods, args.lookups,
+                location_cache=args.location_cache))
         else:
             sizes = [max(1, round(args.min_size * (args.max_size / args.min_size) **
                                   (i / max(1, args.groups - 1)))) for i in range(args.groups)]
@@ -63,10 +64,16 @@ def register(sub: Any) -> None:
     c.add_argument("--form", choices=["joins", "stable"], default="joins",
                    help="form the ring by joins (default) or start from the oracle's "
                         "stable base (faster; the Chord paper's setting)")
+    cache_help = ("nodes each node's location cache holds for one-hop routing (default 0: "
+                  "plain Chord, the paper's path lengths)")
+    c.add_argument("--location-cache", type=at_least(int, 0), default=0, metavar="N",
+                   help=cache_help)
     c = sim_cmd("churn", "Poisson joins and crashes while looking up keys")
     c.add_argument("--rate", type=float, default=1.0, help="events per stabilization period")
     c.add_argument("--periods", type=at_least(int, 1), default=10)
     c.add_argument("--lookups", type=at_least(int, 50), default=2000)
+    c.add_argument("--location-cache", type=at_least(int, 0), default=0, metavar="N",
+                   help=cache_help)
     c = sim_cmd("mcast", "Scribe groups: tree shape, stress, delay penalty, repair")
     c.add_argument("--groups", type=at_least(int, 1), default=20)
     c.add_argument("--min-size", type=at_least(int, 1), default=10)

@@ -25,22 +25,26 @@ class PingReply(_message.Message):
     def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ...) -> None: ...
 
 class GetNeighborsRequest(_message.Message):
-    __slots__ = ("with_fingers",)
+    __slots__ = ("with_fingers", "sample")
     WITH_FINGERS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
     with_fingers: bool
-    def __init__(self, with_fingers: _Optional[bool] = ...) -> None: ...
+    sample: int
+    def __init__(self, with_fingers: _Optional[bool] = ..., sample: _Optional[int] = ...) -> None: ...
 
 class GetNeighborsReply(_message.Message):
-    __slots__ = ("node", "predecessor", "successors", "fingers")
+    __slots__ = ("node", "predecessor", "successors", "fingers", "known")
     NODE_FIELD_NUMBER: _ClassVar[int]
     PREDECESSOR_FIELD_NUMBER: _ClassVar[int]
     SUCCESSORS_FIELD_NUMBER: _ClassVar[int]
     FINGERS_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
     node: Node
     predecessor: Node
     successors: _containers.RepeatedCompositeFieldContainer[Node]
     fingers: _containers.RepeatedCompositeFieldContainer[Node]
-    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., predecessor: _Optional[_Union[Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., fingers: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+    known: _containers.RepeatedCompositeFieldContainer[Node]
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., predecessor: _Optional[_Union[Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., fingers: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., known: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
 
 class RectifyRequest(_message.Message):
     __slots__ = ("candidate",)
@@ -153,3 +157,27 @@ class SpreadRequest(_message.Message):
 class SpreadAck(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ResolveRequest(_message.Message):
+    __slots__ = ("key", "app", "payload", "origin")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    app: str
+    payload: bytes
+    origin: Node
+    def __init__(self, key: _Optional[bytes] = ..., app: _Optional[str] = ..., payload: _Optional[bytes] = ..., origin: _Optional[_Union[Node, _Mapping]] = ...) -> None: ...
+
+class ResolveReply(_message.Message):
+    __slots__ = ("owner", "payload", "error", "hints")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    HINTS_FIELD_NUMBER: _ClassVar[int]
+    owner: bool
+    payload: bytes
+    error: str
+    hints: _containers.RepeatedCompositeFieldContainer[Node]
+    def __init__(self, owner: _Optional[bool] = ..., payload: _Optional[bytes] = ..., error: _Optional[str] = ..., hints: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...

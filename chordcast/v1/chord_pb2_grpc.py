@@ -79,6 +79,11 @@ class ChordStub:
                 request_serializer=chordcast_dot_v1_dot_chord__pb2.SpreadRequest.SerializeToString,
                 response_deserializer=chordcast_dot_v1_dot_chord__pb2.SpreadAck.FromString,
                 _registered_method=True)
+        self.Resolve = channel.unary_unary(
+                '/chordcast.v1.Chord/Resolve',
+                request_serializer=chordcast_dot_v1_dot_chord__pb2.ResolveRequest.SerializeToString,
+                response_deserializer=chordcast_dot_v1_dot_chord__pb2.ResolveReply.FromString,
+                _registered_method=True)
 
 
 class ChordServicer:
@@ -138,6 +143,12 @@ class ChordServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Resolve(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChordServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +196,11 @@ def add_ChordServicer_to_server(servicer, server):
                     servicer.Spread,
                     request_deserializer=chordcast_dot_v1_dot_chord__pb2.SpreadRequest.FromString,
                     response_serializer=chordcast_dot_v1_dot_chord__pb2.SpreadAck.SerializeToString,
+            ),
+            'Resolve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resolve,
+                    request_deserializer=chordcast_dot_v1_dot_chord__pb2.ResolveRequest.FromString,
+                    response_serializer=chordcast_dot_v1_dot_chord__pb2.ResolveReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -430,6 +446,33 @@ class Chord:
             '/chordcast.v1.Chord/Spread',
             chordcast_dot_v1_dot_chord__pb2.SpreadRequest.SerializeToString,
             chordcast_dot_v1_dot_chord__pb2.SpreadAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resolve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chordcast.v1.Chord/Resolve',
+            chordcast_dot_v1_dot_chord__pb2.ResolveRequest.SerializeToString,
+            chordcast_dot_v1_dot_chord__pb2.ResolveReply.FromString,
             options,
             channel_credentials,
             insecure,
