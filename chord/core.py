@@ -37,6 +37,10 @@ class NodeConfig:
     max_hops: int = 64
     check_predecessor_every: int = 2  # stabilization rounds
     location_cache: int = 0  # nodes remembered for one-hop routing; 0: plain Chord
+    # While nothing changes, the stabilization interval doubles every few quiet rounds up to
+    # this factor; any change, or a neighbour's connection closing, brings it back at once.
+    # 1: a fixed interval (the Chord paper's and the simulator's setting).
+    idle_backoff: int = 1
 
 
 class _NoApps:
@@ -79,6 +83,8 @@ class NodeCore:
         self.upcalls: Upcalls = _NoApps()
         self.running = False
         self.stopped = False
+        self.activity = 0  # bumped by every change of neighbours and every dead node found
+        self.wake = asyncio.Event()  # set to start the next maintenance round now
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -120,6 +126,13 @@ class NodeCore:
         self.cache.forget(node_id)
         self.changed(before)
         self.observer.repaired(pointer)
+        self.stirred()
+
+    def stirred(self) -> None:
+        """Something changed: maintenance leaves its idle pace (at once, when it backs off)."""
+        self.activity += 1
+        if self.config.idle_backoff > 1:
+            self.wake.set()
 
     def me_pb(self) -> pb.Node:
         # Built once: assigning a message to a field copies it, so sharing it is safe.
@@ -135,6 +148,7 @@ class NodeCore:
         if old_succ != self.state.successors or old_pred != self.state.predecessor:
             # Neighbours just adopted have answered: the best entries a cache can have.
             self.cache.learn([*self.state.successors, self.state.predecessor])
+            self.stirred()
             self.upcalls.update(
                 NeighborChange(old_succ, list(self.state.successors), old_pred,
                                self.state.predecessor)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -28,6 +29,8 @@ from chord.wire import node_to_pb, nodes_from_pb, nodes_to_pb
 from chordcast.v1 import chord_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+QUIET_ROUNDS = 4  # quiet stabilization rounds before the interval doubles (when it backs off)
 
 
 class JoinFailed(Exception):
@@ -46,6 +49,7 @@ class ChordNode(NodeCore):
         observer: Observer | None = None,
     ) -> None:
         super().__init__(space, address, transport, config, clock, rng, observer)
+        self._watches: dict[str, asyncio.Task[Any]] = {}  # neighbour address -> its watch
         self.routing = Routing(self)
         self.maintenance = Maintenance(self, self.routing)
         self.handlers = Handlers(self, self.routing)
@@ -127,19 +131,67 @@ class ChordNode(NodeCore):
             # A node that just joined finds all its fingers at once (the Chord paper's join),
             # so it routes in O(log N) hops from the start rather than after ~log N rounds.
             await self.fill_fingers()
+        quiet = 0  # rounds in a row in which nothing changed
         while self.running:
+            woken = self.wake.is_set()
+            self.wake.clear()
+            activity = self.activity
             try:
                 await self.stabilize()
                 await self.fix_fingers()
                 await self.maintenance.gossip()
-                if self.stabilize_rounds % self.config.check_predecessor_every == 0:
+                if woken or self.stabilize_rounds % self.config.check_predecessor_every == 0:
                     await self.check_predecessor()
+                self._watch_neighbours()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not silently stop maintenance for good
                 log.exception("maintenance round failed on %s", self.me.address)
+            quiet = quiet + 1 if self.activity == activity and not woken else 0
             # Jitter keeps nodes started together from stabilizing in lockstep.
-            await self.clock.sleep(interval * (0.75 + 0.5 * self.rng.random()))
+            pause = interval * self._backoff(quiet) * (0.75 + 0.5 * self.rng.random())
+            await self._pause(pause, interval / 4)
+
+    def _backoff(self, quiet: int) -> int:
+        """The factor on the stabilization interval: doubles every QUIET_ROUNDS quiet rounds,
+        up to `idle_backoff`."""
+        return min(self.config.idle_backoff, 1 << min(quiet // QUIET_ROUNDS, 16))
+
+    async def _pause(self, seconds: float, at_least: float) -> None:
+        """Wait until the next round: `seconds`, or less when something changes (but never
+        less than `at_least`, so a burst of changes cannot make rounds run back to back)."""
+        if self.config.idle_backoff <= 1:
+            await self.clock.sleep(seconds)
+            return
+        started = self.clock.now()
+        try:
+            await asyncio.wait_for(self.wake.wait(), seconds)
+        except TimeoutError:
+            return
+        rest = at_least - (self.clock.now() - started)
+        if rest > 0:
+            await self.clock.sleep(rest)
+
+    def _watch_neighbours(self) -> None:
+        """Watch the connections to the successor and the predecessor (when maintenance
+        backs off): one closing starts a round at once, so a crash is repaired as fast as
+        with a short fixed interval."""
+        if self.config.idle_backoff <= 1:
+            return
+        wanted = {n.address for n in (*self.state.successors[:1], self.state.predecessor)
+                  if n is not None and n.id != self.me.id}
+        for address in [a for a in self._watches if a not in wanted]:
+            self._watches.pop(address).cancel()
+        for address in wanted - self._watches.keys():
+            self._watches[address] = self.spawn(self._watch(address))
+
+    async def _watch(self, address: str) -> None:
+        try:
+            await self.transport.watch(address)
+        finally:
+            if self._watches.get(address) is asyncio.current_task():
+                del self._watches[address]  # a newer watch of the same node stays
+        self.stirred()
 
     # ================================================================== maintenance
     @property

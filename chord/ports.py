@@ -47,6 +47,12 @@ class Transport(Protocol):
         Raises PeerUnavailable (no answer in time) or RemoteError (the peer refused it)."""
         ...
 
+    async def watch(self, address: str) -> None:
+        """Return when the connection to `address` is lost (the peer's process ended, its
+        socket closed); may never return while it lives. It lets an idle node notice a dead
+        neighbour at once instead of at its next, backed-off, stabilization round."""
+        ...
+
 
 class Observer:
     """Measurement hooks the protocol calls; this default records nothing. The services layer

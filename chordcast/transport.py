@@ -58,6 +58,21 @@ class GrpcTransport:
         self.observe = observe
         self._channels: OrderedDict[str, tuple[grpc.aio.Channel, dict[str, Any]]] = OrderedDict()
 
+    async def watch(self, address: str) -> None:
+        """Follow the channel's connectivity (no polling: grpc reports each change): return
+        once a connection that was up goes down, or a connection attempt fails."""
+        self._stub(address, "Ping")  # make sure a channel exists
+        channel = self._channels[address][0]
+        was_ready = False
+        while True:
+            state = channel.get_state(try_to_connect=True)
+            if state == grpc.ChannelConnectivity.READY:
+                was_ready = True
+            elif was_ready or state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+                                        grpc.ChannelConnectivity.SHUTDOWN):
+                return
+            await channel.wait_for_state_change(state)
+
     def _stub(self, address: str, method: str) -> Any:
         entry = self._channels.get(address)
         if entry is None:

@@ -104,6 +104,8 @@ class MemoryNetwork:
         self.loss = loss
         self.copy_messages = copy_messages  # serialize each message, as a wire would
         self.handlers: dict[str, Handler] = {}
+        # Links being watched (`MemoryTransport.watch`): watched address -> (watcher, future).
+        self._watchers: dict[str, list[tuple[str, asyncio.Future[None]]]] = {}
         self._partition: dict[str, int] = {}  # address -> side; unlisted nodes reach everyone
         self._cuts: set[frozenset[str]] = set()  # single links that carry nothing
         self.messages = 0
@@ -116,7 +118,13 @@ class MemoryNetwork:
         self.handlers[address] = handler
 
     def unregister(self, address: str) -> None:
+        """The node at `address` is gone: its connections close, and each watcher hears of it
+        one link latency later (as a FIN would arrive)."""
         self.handlers.pop(address, None)
+        for watcher, fut in self._watchers.pop(address, []):
+            if not fut.done():
+                delay = self.latency(address, watcher, self.rng)
+                fut.get_loop().call_later(delay, _settle, fut)
 
     def partition(self, *sides: list[str]) -> None:
         self._partition = {a: i for i, side in enumerate(sides) for a in side}
@@ -175,6 +183,27 @@ class MemoryTransport:
             return await pending.fut
         finally:
             pending.disarm()
+
+    async def watch(self, address: str) -> None:
+        net = self.net
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if address not in net.handlers:
+            fut.set_result(None)  # nothing there: the connection fails at once
+        entry = (self.address, fut)
+        net._watchers.setdefault(address, []).append(entry)
+        try:
+            await fut
+        finally:
+            watchers = net._watchers.get(address)
+            if watchers is not None and entry in watchers:
+                watchers.remove(entry)
+                if not watchers:
+                    del net._watchers[address]
+
+
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class _Pending:
