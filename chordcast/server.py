@@ -49,6 +49,8 @@ class NodeOptions:
     stabilize_interval: float = 0.5
     rpc_timeout: float = 1.0
     lookup_timeout: float = 5.0
+    location_cache: int = 4096  # one-hop routing for rings up to this size; 0: plain Chord
+    idle_backoff: int = 8  # a settled ring stabilizes up to this many times less often
     join_dns: list[str] = field(default_factory=list)
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(mode="none"))
     require_join: bool = False
@@ -96,6 +98,8 @@ class NodeServer:
             stabilize_interval=opts.stabilize_interval,
             rpc_timeout=opts.rpc_timeout,
             lookup_timeout=opts.lookup_timeout,
+            location_cache=opts.location_cache,
+            idle_backoff=opts.idle_backoff,
         )
         self.node = ChordNode(self.space, advertise, self.transport, config,
                               observer=self.metrics)

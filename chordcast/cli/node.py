@@ -44,6 +44,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         listen=args.listen, advertise=args.advertise, join=args.join or [],
         id_bits=args.id_bits, successors=args.successors, replicas=args.replicas,
         stabilize_interval=args.stabilize_interval, rpc_timeout=args.rpc_timeout,
+        location_cache=args.location_cache, idle_backoff=args.idle_backoff,
         join_dns=args.join_dns or [], discovery=discovery_config(args),
         require_join=args.require_join,
         scribe=ScribeConfig(archive=args.archive, max_children=args.max_children,
@@ -149,6 +150,13 @@ def register(sub: Any) -> None:
                       metavar="SECONDS")
     node.add_argument("--rpc-timeout", type=at_least(float, 0.01), default=1.0,
                       metavar="SECONDS")
+    node.add_argument("--location-cache", type=at_least(int, 0), default=4096, metavar="N",
+                      help="nodes remembered for one-hop lookups (default 4096; 0: plain Chord "
+                           "routing)")
+    node.add_argument("--idle-backoff", type=at_least(int, 1), default=8, metavar="F",
+                      help="while nothing changes, stabilize up to F times less often "
+                           "(default 8; 1: a fixed interval); a neighbour's connection "
+                           "closing brings it back at once")
     node.add_argument("--log-level", default="info",
                       choices=["debug", "info", "warning", "error"])
     node.add_argument("--join-dns", type=address, action="append", metavar="NAME:PORT",
