@@ -33,8 +33,9 @@ def _blocking(
 
 
 class BlockingClient:
-    def __init__(self, addresses: list[str] | str, timeout: float = 10.0) -> None:
-        self.client = Client(addresses, timeout)  # validates the addresses before any thread
+    def __init__(self, addresses: list[str] | str, timeout: float = 10.0,
+                 ring_aware: bool = True) -> None:
+        self.client = Client(addresses, timeout, ring_aware)  # validates the addresses before any thread
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="chordcast-client")

@@ -19,6 +19,7 @@ nothing is lost or repeated. `chordcast.blocking.BlockingClient` is the same API
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -47,6 +48,7 @@ from chordcast.v1 import mcast_pb2 as mpb
 
 MESSAGE_LIMIT = 8 << 20
 MAX_RING_WALK = 100_000
+RING_VIEW_LIMIT = 4096  # nodes a ring-aware client walks to learn the ring
 _OPTIONS = [("grpc.max_send_message_length", MESSAGE_LIMIT),
             ("grpc.max_receive_message_length", MESSAGE_LIMIT)]
 # A subscription's stream that ends with one of these is resumed at another node.
@@ -76,7 +78,14 @@ def _error(exc: grpc.aio.AioRpcError, address: str, timeout: float) -> ClientErr
 
 
 class Client:
-    def __init__(self, addresses: list[str] | str, timeout: float = 10.0) -> None:
+    """`ring_aware` (the default): put/get/delete go straight to the key's owner, as last seen
+    (the ring is walked once, on the first such call). A node that no longer owns the key still
+    answers correctly (it routes the request on) and names the owner, which corrects the view;
+    an owner that cannot be reached is dropped from it and the request goes through the
+    current node."""
+
+    def __init__(self, addresses: list[str] | str, timeout: float = 10.0,
+                 ring_aware: bool = True) -> None:
         self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         if not self.addresses:
             raise ClientError("give at least one node address")
@@ -89,6 +98,8 @@ class Client:
         self.current = 0  # index of the node calls go to first
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._space: IdSpace | None = None
+        self.ring_aware = ring_aware
+        self._view: list[tuple[int, str]] | None = None  # (id, address) sorted, as last seen
 
     async def __aenter__(self) -> Client:
         return self
@@ -209,16 +220,59 @@ class Client:
             raise ClientError(
                 f"value of {len(data)} bytes is larger than the 1 MiB limit ({MAX_VALUE_BYTES})",
                 "INVALID_ARGUMENT")
-        r = await self._node("Put", cpb.PutRequest(key=key, value=data))
+        r = await self._storage("Put", cpb.PutRequest(key=key, value=data), key)
         return Stored(key, self._peer(await self.space(), r.owner), r.version)
 
     async def get(self, key: str) -> Value:
-        r = await self._node("Get", cpb.GetRequest(key=key))
+        r = await self._storage("Get", cpb.GetRequest(key=key), key)
         return Value(key, r.found, r.value, r.version, self._peer(await self.space(), r.owner))
 
     async def delete(self, key: str) -> Deleted:
-        r = await self._node("Delete", cpb.DeleteRequest(key=key))
+        r = await self._storage("Delete", cpb.DeleteRequest(key=key), key)
         return Deleted(key, r.found, self._peer(await self.space(), r.owner))
+
+    async def _storage(self, method: str, request: Any, key: str) -> Any:
+        """A storage call, sent to the key's owner when the client knows the ring."""
+        target = await self._owner_of(key) if self.ring_aware else None
+        if target is None:
+            reply = await self._node(method, request)
+        else:
+            try:
+                reply = await self._node(method, request, target)
+            except ClientError as exc:
+                if exc.code not in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+                    raise
+                self._drop(target)  # gone (or not serving): any node routes it correctly
+                reply = await self._node(method, request)
+        await self._correct_view(key, reply.owner)
+        return reply
+
+    async def _owner_of(self, key: str) -> str | None:
+        space = await self.space()
+        if self._view is None:
+            infos = await self.ring(limit=RING_VIEW_LIMIT)
+            self._view = sorted((int(i.node.id, 16), i.node.address) for i in infos)
+        if not self._view:
+            return None
+        ids = [i for i, _ in self._view]
+        return self._view[bisect.bisect_left(ids, space.hash_key(key)) % len(ids)][1]
+
+    async def _correct_view(self, key: str, owner: chord_pb2.Node) -> None:
+        """The node that answered is the key's owner now: no live node lies between the key
+        and it, so any such entry is stale; and the owner belongs in the view."""
+        if self._view is None or not owner.address:
+            return
+        space = await self.space()
+        kid, oid = space.hash_key(key), int.from_bytes(owner.id, "big")
+        dist = space.distance
+        self._view = sorted({
+            *((i, a) for i, a in self._view if a != owner.address
+              and not (dist(kid, i) < dist(kid, oid))),
+            (oid, owner.address)})
+
+    def _drop(self, address: str) -> None:
+        if self._view is not None:
+            self._view = [(i, a) for i, a in self._view if a != address]
 
     # -- groups -----------------------------------------------------------------------------
     async def create(self, name: str, creator: str = "") -> CreatedGroup:

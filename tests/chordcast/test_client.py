@@ -93,3 +93,33 @@ def test_async_client_against_the_same_ring(ring: LocalRing) -> None:
             assert missing.value.code == "NOT_FOUND"
 
     asyncio.run(go())
+
+
+@pytest.mark.slow
+def test_ring_aware_client_corrects_a_stale_view_and_never_returns_a_wrong_value() -> None:
+    ring = LocalRing(extra_args=["--stabilize-interval", "0.2"])
+    keys = [f"key-{i}" for i in range(30)]
+    with ring.running(4), BlockingClient([n.address for n in ring.live()]) as c:
+        for k in keys:
+            assert c.put(k, k.upper()).owner.address == ring.owner_of(SPACE.hash_key(k))
+        view = c.client._view
+        assert view is not None and {a for _, a in view} == {n.address for n in ring.live()}
+
+        def check_all() -> None:
+            for k in keys:
+                v = c.get(k)
+                assert v.found and v.value == k.upper().encode(), k
+                assert v.owner.address == ring.owner_of(SPACE.hash_key(k)), k
+
+        newcomer = ring.start_node()  # a node joins: the view is stale
+        ring.wait_converged(timeout=30)
+        check_all()
+        owns = any(ring.owner_of(SPACE.hash_key(k)) == newcomer.address for k in keys)
+        assert owns == (newcomer.address in {a for _, a in c.client._view or []})
+        owner = ring.owner_of(SPACE.hash_key(keys[0]))
+        victim = next(n for n in ring.live() if n.address == owner)  # crashes: a dead entry
+        ring.kill(victim)
+        ring.wait_converged(timeout=30)
+        check_all()
+        assert victim.address not in {a for _, a in c.client._view or []}
+    ring.check_logs()
