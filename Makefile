@@ -45,7 +45,13 @@ lint: $(STAMP) types
 types: $(STAMP)
 	$(VENV)/bin/mypy
 
-bench: $(STAMP)
+# The peer DHT (PyPI kademlia) lives in a venv of its own, so it shares nothing with ours.
+KAD := bench/.venv-kademlia/bin/python
+$(KAD):
+	$(PYTHON) -m venv bench/.venv-kademlia
+	$(KAD) -m pip install --quiet kademlia==2.2.3
+
+bench: $(STAMP) $(KAD)
 	$(PY) bench/run.py
 
 # Seeded simulator runs -> docs/simulation.md + docs/img/*.png (takes a while at full size).

@@ -1,127 +1,135 @@
-"""Benchmarks: lookup hops and latency on a real loopback ring, and hops on an in-memory ring.
+"""`make bench`: every figure in one run, side by side with the limit (a bare grpc.aio echo)
+and the peer (PyPI `kademlia`), and the ratios the targets are stated in, each marked met or
+not. Writes bench/results/latest.json (with the commit and the machine) and latest.md.
 
-Figures are printed, never asserted (tests assert behaviour; this measures it).
-Usage: python bench/run.py [--nodes 10] [--lookups 500] [--sim-nodes 200]
+Figures are printed, never asserted: tests assert behaviour, this measures it. Loopback only;
+every loop is bounded in count. `--smoke`: tiny counts, to prove the harness works (make test).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import math
-import random
-import statistics
+import os
+import platform
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
-from chord.node import NodeConfig
-from chord.sim.memnet import MemoryNetwork, VirtualTimeLoop
-from chord.sim.ring import SimRing
-from chordcast import BlockingClient, Client
-from chordcast.localring import LocalRing
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import dht, echo, mcast
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+HERE = Path(__file__).resolve().parent
+PEER_PYTHON = HERE / ".venv-kademlia" / "bin" / "python"
 
 
-def bench_loopback(nodes: int, lookups: int) -> dict[str, float]:
-    ring = LocalRing(extra_args=["--stabilize-interval", "0.2", "--log-level", "warning"])
-    with ring.running(nodes):
-        time.sleep(3)  # let fix_fingers fill the tables before measuring
-        rng = random.Random(1)
-        clients = [BlockingClient(n.address) for n in ring.live()]
-        latencies, hops = [], []
-        for _ in range(lookups):
-            client = rng.choice(clients)
-            t0 = time.perf_counter()
-            r = client.lookup(f"bench-{rng.random()}")
-            latencies.append(time.perf_counter() - t0)
-            hops.append(r.hops)
-        for c in clients:
-            c.close()
-    return {
-        "nodes": nodes,
-        "lookups": lookups,
-        "hops_mean": statistics.mean(hops),
-        "latency_p50_ms": 1000 * statistics.median(latencies),
-        "latency_p99_ms": 1000 * percentile(latencies, 99),
-    }
+def peer(nodes: int, gets: int) -> dict[str, float] | None:
+    if not PEER_PYTHON.exists():
+        return None
+    out = subprocess.run([str(PEER_PYTHON), str(HERE / "peer_kademlia.py"), "measure",
+                          str(nodes), str(gets), "16"], capture_output=True, text=True,
+                         timeout=600, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def bench_multicast(nodes: int, messages: int) -> dict[str, float]:
-    """End-to-end latency: send() called at one node -> delivered to each of 3 members
-    attached to other nodes (all processes on loopback)."""
-    ring = LocalRing(extra_args=["--stabilize-interval", "0.2", "--log-level", "warning"])
-
-    async def run(addresses: list[str]) -> dict[str, float]:
-        sender = Client(addresses[0])
-        await sender.create("bench")
-        clients = [Client(addresses[i]) for i in (1, 3, 5)]
-        subs = [c.join("bench") for c in clients]
-        for s in subs:
-            await s.open()
-        arrivals: list[dict[int, float]] = [{}, {}, {}]
-
-        async def read(i: int) -> None:
-            async for m in subs[i]:
-                arrivals[i][m.seq] = time.perf_counter()
-                if len(arrivals[i]) == messages:
-                    return
-
-        readers = [asyncio.ensure_future(read(i)) for i in range(3)]
-        sent: dict[int, float] = {}
-        for _ in range(messages):
-            t0 = time.perf_counter()
-            seq = await sender.send("bench", b"x" * 1024)
-            sent[seq] = t0
-            await asyncio.sleep(0.002)
-        await asyncio.wait_for(asyncio.gather(*readers), 60)
-        each = [a[s] - t for a in arrivals for s, t in sent.items()]
-        all3 = [max(a[s] for a in arrivals) - t for s, t in sent.items()]
-        for c in [sender, *clients]:
-            await c.close()
-        return {"members": 3, "messages": messages,
-                "delivery_p50_ms": 1000 * statistics.median(each),
-                "delivery_p99_ms": 1000 * percentile(each, 99),
-                "all_members_p50_ms": 1000 * statistics.median(all3),
-                "all_members_p99_ms": 1000 * percentile(all3, 99)}
-
-    with ring.running(nodes):
-        return asyncio.run(run([n.address for n in ring.live()]))
+def ratios(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets, each as figure / bound with met or not."""
+    e, k = r["echo"], r.get("kademlia")
+    rows = []
+    for n, d in r["chordcast"].items():
+        bound = 1.3 * (1 + d["hops_mean"]) * e["p50_ms"]
+        rows.append({"target": f"N={n}: lookup p50 <= 1.3 x (1 + hops) x echo p50",
+                     "value": d["lookup_p50_ms"], "bound": bound,
+                     "met": d["lookup_p50_ms"] <= bound})
+        if k is not None:
+            rows.append({"target": f"N={n}: lookups/s through any node >= 1.2 x kademlia gets/s",
+                         "value": d["lookups_per_s"], "bound": 1.2 * k["gets_per_s"],
+                         "met": d["lookups_per_s"] >= 1.2 * k["gets_per_s"]})
+            rows.append({"target": f"N={n}: client gets/s >= 2 x kademlia gets/s",
+                         "value": d["client_gets_per_s"], "bound": 2 * k["gets_per_s"],
+                         "met": d["client_gets_per_s"] >= 2 * k["gets_per_s"]})
+        rows.append({"target": f"N={n}: idle CPU per node <= 0.5 %",
+                     "value": d["idle_cpu_percent_per_node"], "bound": 0.5,
+                     "met": d["idle_cpu_percent_per_node"] <= 0.5})
+        rows.append({"target": f"N={n}: RSS per node <= 48 MiB",
+                     "value": d["rss_mib_per_node"], "bound": 48,
+                     "met": d["rss_mib_per_node"] <= 48})
+    return rows
 
 
-def bench_memnet(nodes: int, lookups: int) -> dict[str, float]:
-    async def run() -> dict[str, float]:
-        cfg = NodeConfig(successors=8, stabilize_interval=0.5, rpc_timeout=0.5)
-        ring = SimRing(config=cfg, net=MemoryNetwork(seed=11), seed=11)
-        t0 = time.perf_counter()
-        await ring.grow(nodes)
-        await ring.converge()
-        await asyncio.sleep(40)
-        rng = random.Random(5)
-        hops = []
-        for _ in range(lookups):
-            origin = ring.nodes[rng.choice(sorted(ring.nodes))].node
-            hops.append((await origin.lookup(rng.randrange(ring.space.size))).hops)
-        await ring.stop()
-        return {"nodes": nodes, "lookups": lookups, "hops_mean": statistics.mean(hops),
-                "half_log2_n": 0.5 * math.log2(nodes), "wall_seconds": time.perf_counter() - t0}
+def markdown(r: dict[str, Any]) -> str:
+    e, k = r["echo"], r.get("kademlia")
+    lines = [f"# make bench — {r['commit'][:10]} on {r['machine']['cpus']} cores, "
+             f"{r['machine']['python']}, grpcio {r['machine']['grpcio']}", "",
+             "| figure | echo | kademlia | " + " | ".join(
+                 f"chordcast N={n}" for n in r["chordcast"]) + " |",
+             "|---|---|---|" + "---|" * len(r["chordcast"])]
 
-    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
-        return runner.run(run())
+    def row(name: str, echo_v: str, peer_v: str, key: str, fmt: str = "{:.2f}") -> None:
+        cells = [fmt.format(d[key]) for d in r["chordcast"].values()]
+        lines.append(f"| {name} | {echo_v} | {peer_v} | " + " | ".join(cells) + " |")
+
+    kp = (lambda key, fmt="{:.2f}": fmt.format(k[key])) if k else (lambda key, fmt="": "-")
+    row("sequential p50, ms (lookup)", f"{e['p50_ms']:.2f}", kp("get_p50_ms"),
+        "lookup_p50_ms")
+    row("sequential p99, ms (lookup)", f"{e['p99_ms']:.2f}", kp("get_p99_ms"),
+        "lookup_p99_ms")
+    row("get p50 through a node, ms", "", "", "get_p50_ms")
+    row("get p50 ring-aware client, ms", "", "", "client_get_p50_ms")
+    row("lookups/s, 16 in flight", f"{e['calls_per_s']:.0f}", kp("gets_per_s", "{:.0f}"),
+        "lookups_per_s", "{:.0f}")
+    row("gets/s through a node", "", "", "gets_per_s", "{:.0f}")
+    row("gets/s ring-aware client", "", "", "client_gets_per_s", "{:.0f}")
+    row("mean hops", "", "", "hops_mean")
+    row("one-hop fraction", "", "", "one_hop_fraction")
+    row("idle CPU per node, %", "", "", "idle_cpu_percent_per_node")
+    row("RSS per node, MiB", "", "", "rss_mib_per_node", "{:.1f}")
+    lines += ["", "| target | value | bound | met |", "|---|---|---|---|"]
+    lines += [f"| {t['target']} | {t['value']:.2f} | {t['bound']:.2f} | "
+              f"{'yes' if t['met'] else 'NO'} |" for t in r["ratios"]]
+    if r.get("multicast"):
+        m = r["multicast"]
+        lines += ["", f"Multicast (3 members, {m['messages']} messages): all members p50 "
+                  f"{m['all_members_p50_ms']:.1f} ms, p99 {m['all_members_p99_ms']:.1f} ms"]
+    if k is None:
+        lines += ["", "kademlia: not measured (bench/.venv-kademlia missing; `make bench` "
+                  "makes it)"]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--nodes", type=int, default=10)
-    ap.add_argument("--lookups", type=int, default=500)
-    ap.add_argument("--sim-nodes", type=int, default=200)
+    ap.add_argument("--smoke", action="store_true", help="tiny counts: prove the harness works")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--sizes", default="8,32", help="ring sizes (node processes)")
     args = ap.parse_args()
-    print(json.dumps({"loopback": bench_loopback(args.nodes, args.lookups)}))
-    print(json.dumps({"multicast": bench_multicast(8, 300)}))
-    print(json.dumps({"memnet": bench_memnet(args.sim_nodes, 1000)}))
+    count = 30 if args.smoke else 1000
+    sizes = [3] if args.smoke else [int(s) for s in args.sizes.split(",")]
+    started = time.monotonic()
+    import grpc
+
+    result: dict[str, Any] = {
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                 cwd=HERE).stdout.strip() or "unknown",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "grpcio": grpc.__version__},
+        "smoke": args.smoke,
+    }
+    result["echo"] = echo.measure(sequential=count, concurrent=2 * count)
+    result["kademlia"] = None if args.smoke else peer(32, count)
+    result["chordcast"] = {str(n): dht.measure(n, count, idle_seconds=2 if args.smoke else 10)
+                           for n in sizes}
+    result["multicast"] = None if args.smoke else mcast.measure(8, 300)
+    result["ratios"] = ratios(result)
+    result["wall_seconds"] = time.monotonic() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    (args.out / "latest.md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":
