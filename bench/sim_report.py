@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chord.sim import experiments as simulate
+from chord.sim import experiments
 from mcast import sim as mcast_sim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def path_length(max_exp: int, lookups: int) -> list[dict[str, Any]]:
     for e in range(4, max_exp + 1):
         n = 2**e
         log(f"path length: N = {n}")
-        rows.append(simulate.run(simulate.ring_experiment(n, SEED, lookups, successors=8,
+        rows.append(experiments.run(experiments.ring_experiment(n, SEED, lookups, successors=8,
                                                           form="stable")))
     return rows
 
@@ -50,7 +50,7 @@ def failures(n: int, lookups: int) -> list[dict[str, Any]]:
     rows = []
     for f in (0.1, 0.2, 0.3, 0.4, 0.5):
         log(f"failure: {int(f * 100)}% of {n}")
-        rows.append(simulate.run(simulate.ring_experiment(
+        rows.append(experiments.run(experiments.ring_experiment(
             n, SEED, lookups, fail_fraction=f, repair=False, form="stable")))
     return rows
 
@@ -59,7 +59,7 @@ def churn(n: int, lookups: int) -> list[dict[str, Any]]:
     rows = []
     for rate in (1, 2, 4, 8, 12):
         log(f"churn: {rate} per period")
-        rows.append(simulate.run(simulate.churn_experiment(n, SEED, rate, 10, lookups)))
+        rows.append(experiments.run(experiments.churn_experiment(n, SEED, rate, 10, lookups)))
     return rows
 
 
@@ -70,14 +70,14 @@ def scribe(n: int, groups: int, min_size: int, max_size: int, messages: int,
     rows = []
     for crash in crashes:
         log(f"scribe: {n} nodes, {groups} groups, crash {crash}")
-        rows.append(simulate.run(mcast_sim.mcast_experiment(
+        rows.append(experiments.run(mcast_sim.mcast_experiment(
             n, SEED, groups, sizes, messages, crash_fraction=crash, progress=True)))
     return rows
 
 
 def big_run(n: int, lookups: int) -> dict[str, Any]:
     log(f"scale: {n} nodes formed by joins, {lookups} lookups")
-    result = simulate.run(simulate.ring_experiment(n, SEED, lookups, progress=True))
+    result = experiments.run(experiments.ring_experiment(n, SEED, lookups, progress=True))
     # The high-water mark of this process, so run this section on its own (it is the largest).
     result["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result["command"] = (f"chordcast sim ring --nodes {n} --lookups {lookups} --seed {SEED} "

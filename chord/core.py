@@ -60,6 +60,8 @@ class _NoApps:
 
 
 class NodeCore:
+    """A node's identity, ring state, ports and the internals its protocol parts share."""
+
     def __init__(
         self,
         space: IdSpace,

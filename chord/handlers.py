@@ -25,6 +25,8 @@ MAX_SAMPLE = 64  # nodes a neighbour may ask for in one location-cache sample
 
 
 class Handlers:
+    """One node's answers to incoming Chord RPCs, by method name."""
+
     def __init__(self, node: NodeCore, routing: Routing) -> None:
         self.node = node
         self.routing = routing

@@ -116,6 +116,9 @@ class Application(Protocol):
 
 
 class Kbr:
+    """The Common API on one node: applications register here and reach the overlay only
+    through it; the node's upcalls are dispatched to the application named in each message."""
+
     def __init__(self, node: Overlay) -> None:
         self.node = node
         self.apps: dict[str, Application] = {}

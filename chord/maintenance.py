@@ -28,6 +28,8 @@ GOSSIP_MAX_GAP = 32  # rounds between exchanges once they stop teaching anything
 
 
 class Maintenance:
+    """One node's ring maintenance rounds and their state."""
+
     def __init__(self, node: NodeCore, routing: Routing) -> None:
         self.node = node
         self.routing = routing

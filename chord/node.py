@@ -38,6 +38,9 @@ class JoinFailed(Exception):
 
 
 class ChordNode(NodeCore):
+    """A Chord node: the core plus its parts (routing, maintenance, handlers) and its life
+    cycle. Its methods are the public API the transports, KBR and the simulator use."""
+
     def __init__(
         self,
         space: IdSpace,
@@ -197,10 +200,6 @@ class ChordNode(NodeCore):
     @property
     def stabilize_rounds(self) -> int:
         return self.maintenance.rounds
-
-    @stabilize_rounds.setter
-    def stabilize_rounds(self, value: int) -> None:
-        self.maintenance.rounds = value
 
     async def stabilize(self) -> None:
         await self.maintenance.stabilize()

@@ -25,6 +25,8 @@ ONE_HOP_TRIES = 2  # the cached guess, then the best node a refusal's hints name
 
 
 class Routing:
+    """Routes that start, pass through or end at one node."""
+
     def __init__(self, node: NodeCore) -> None:
         self.node = node
         self._next_request = 0

@@ -33,9 +33,12 @@ def _blocking(
 
 
 class BlockingClient:
+    """The `Client` API without asyncio; every coroutine method has a blocking twin."""
+
     def __init__(self, addresses: list[str] | str, timeout: float = 10.0,
                  ring_aware: bool = True) -> None:
-        self.client = Client(addresses, timeout, ring_aware)  # validates the addresses before any thread
+        # Made first: it validates the addresses before any thread starts.
+        self.client = Client(addresses, timeout, ring_aware)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="chordcast-client")
@@ -112,7 +115,8 @@ class BlockingStream(Generic[T]):
                 self._items.put(item)
         except Exception as exc:  # delivered to the reader, raised there
             self._items.put(exc)
-        self._items.put(self._DONE)
+        finally:  # also when closed (cancelled): a later read ends instead of hanging
+            self._items.put(self._DONE)
 
     def __iter__(self) -> Iterator[T]:
         return self

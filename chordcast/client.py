@@ -425,6 +425,9 @@ class Subscription:
             except grpc.aio.AioRpcError as exc:
                 if self._closed:
                     raise StopAsyncIteration from None
+                if exc.code() == grpc.StatusCode.ABORTED:  # the member was detached
+                    self._ended = True
+                    raise StopAsyncIteration from None
                 if exc.code() not in _RECONNECT:
                     raise _error(exc, self.access_node, client.timeout) from None
                 e = None

@@ -19,10 +19,11 @@ from prometheus_client.core import CounterMetricFamily
 from chord.node import ChordNode
 from chord.ports import Observer
 from chord.storage import Storage
+from chordcast.address import join_address
 from chordcast.discovery.logic import Responder
 from chordcast.discovery.packet import DROP_REASONS
 from mcast.scribe import Scribe
-from mcast.tree import GroupRole
+from mcast.tree import TreeRole
 
 HOP_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -148,7 +149,7 @@ class NodeMetrics(Observer):
         roles = Gauge("chordcast_mcast_groups", "Groups this node takes part in, by role",
                       ["role"], registry=r)
 
-        def groups_where(test: Callable[[GroupRole], bool]) -> Callable[[], float]:
+        def groups_where(test: Callable[[TreeRole], bool]) -> Callable[[], float]:
             return lambda: sum(1 for g in scribe.roles() if test(g))
 
         roles.labels("root").set_function(groups_where(lambda g: g.is_root))
@@ -164,7 +165,12 @@ class NodeMetrics(Observer):
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics; returns the port (port 0 picks a free one)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise OSError(f"cannot serve metrics on {join_address(host, port)}: {reason}"
+                          ) from None
         self._server = server
         return int(server.server_port)
 

@@ -1,1 +1,1 @@
-"""Scribe-style multicast on the KBR API (see the project's issue tracker for its status)."""
+"""Scribe-style multicast on the KBR API, protocol only (no I/O)."""

@@ -48,7 +48,7 @@ from mcast.core import (
 )
 from mcast.repair import Repair
 from mcast.roots import Roots
-from mcast.tree import ANYCAST, Event, GroupRole, GroupState, Member, RootState
+from mcast.tree import ANYCAST, Event, GroupState, Member, RootState, TreeRole
 
 __all__ = ["APP", "MAX_PAYLOAD", "GroupSummary", "McastError", "Scribe", "ScribeConfig",
            "check_name", "check_payload"]
@@ -73,6 +73,9 @@ class GroupSummary:
 
 
 class Scribe:
+    """Scribe on one node: the group API for local callers and the KBR application that
+    routes, forwards and delivers group messages between nodes."""
+
     name = APP
 
     def __init__(self, kbr: Kbr, config: ScribeConfig | None = None,
@@ -149,9 +152,9 @@ class Scribe:
         return self._core.gid(name)
 
     # ============================================================ read-only views
-    def roles(self) -> list[GroupRole]:
+    def roles(self) -> list[TreeRole]:
         """What this node is in each group it takes part in, sorted by name."""
-        return [GroupRole(name=g.name, group_id=g.group_id, is_root=g.is_root, parent=g.parent,
+        return [TreeRole(name=g.name, group_id=g.group_id, is_root=g.is_root, parent=g.parent,
                           children=tuple(c.node for c in g.children.values()),
                           members=tuple(m.name for m in g.members.values()),
                           last_seq=g.last)

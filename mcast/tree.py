@@ -84,7 +84,7 @@ class Child:
 
 
 @dataclass(frozen=True)
-class GroupRole:
+class TreeRole:
     """What a node is in one group, as the node reports it (a read-only copy)."""
 
     name: str

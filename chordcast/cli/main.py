@@ -1,5 +1,6 @@
-"""The `chordcast` command: run a node, inspect the ring, look up keys, store values, use
-multicast groups, simulate, demo.
+"""The `chordcast` command: run nodes, inspect the ring, look up keys, store values, groups.
+
+It also simulates and demos.
 
 Human tables by default, `--json` for scripts. Every error is one line on stderr and a non-zero
 exit status (1: the operation failed, 2: the command line was wrong). Each command family lives

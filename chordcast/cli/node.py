@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import Any
 
-from chord.ids import MAX_BITS, IdError, IdSpace
+from chord.ids import MAX_BITS, IdSpace
 from chordcast.cli.common import (
     UsageError,
     address,
@@ -58,11 +58,7 @@ async def _run_node(options: NodeOptions) -> int:
     ns = NodeServer(options)
     try:
         advertised = await ns.start()
-    except (OSError, ValueError, IdError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        await ns.server.stop(grace=None)
-        return 1
-    except Exception as exc:  # e.g. JoinFailed: every seed was unreachable
+    except Exception as exc:  # a bad address or port, or JoinFailed: no seed answered
         print(f"error: {exc}", file=sys.stderr)
         await ns.server.stop(grace=None)
         return 1

@@ -13,7 +13,7 @@ import grpc
 from chord.wire import node_to_pb
 from chordcast.v1 import mcast_pb2 as mpb
 from chordcast.v1 import mcast_pb2_grpc
-from mcast.scribe import McastError, Scribe
+from mcast.scribe import GroupSummary, McastError, Scribe
 from mcast.tree import ANYCAST, ENDED, GAP, MESSAGE, Event, Member
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,9 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
             while True:
                 e = await queue.get()
                 if e is _LEFT:
-                    return
+                    # Not a plain end of stream: the client would take that for a lost access
+                    # node and re-attach. ABORTED tells it the member left for good.
+                    await context.abort(grpc.StatusCode.ABORTED, "member left the group")
                 if e is _OVERFLOW:
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                         "client too slow: re-join with resume")
@@ -110,8 +112,9 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
             await self.scribe.leave(request.name, member)
 
     async def Leave(self, request: mpb.LeaveGroupRequest, context: Any) -> mpb.LeaveGroupReply:
-        entries = self._streams.get((request.name, request.member), [])
-        for member, queue in list(entries):
+        # A copy: each stream's own cleanup empties the live list while we wait below.
+        entries = list(self._streams.get((request.name, request.member), []))
+        for member, queue in entries:
             queue.put_nowait(_LEFT)
             await self.scribe.leave(request.name, member)
         return mpb.LeaveGroupReply(left=len(entries))
@@ -149,7 +152,7 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
             await _abort(context, exc)
         return self._info(s)
 
-    def _info(self, s: Any) -> mpb.GroupInfo:
+    def _info(self, s: GroupSummary) -> mpb.GroupInfo:
         return mpb.GroupInfo(name=s.name, group_id=self.scribe.kbr.space.to_bytes(s.group_id),
                              root=self._pb(s.root), creator=s.creator, created_ms=s.created_ms,
                              last_seq=s.last_seq, members=s.members, depth=s.depth)

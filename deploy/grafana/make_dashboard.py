@@ -1,7 +1,7 @@
 """Writes deploy/grafana/dashboards/chordcast.json (run: python deploy/grafana/make_dashboard.py).
 
-Kept as code so every panel is built the same way; tests/deploy checks every query against a
-real Prometheus.
+Kept as code so every panel is built the same way; tests/chordcast/deploy checks every query
+against a real Prometheus.
 """
 
 from __future__ import annotations

@@ -163,3 +163,22 @@ async def test_oversized_payload_is_refused(ring: LocalRing) -> None:
         with pytest.raises(ClientError) as exc:
             await c.send("big", b"x" * ((1 << 20) + 1))
         assert exc.value.code == "INVALID_ARGUMENT" and "1 MiB" in str(exc.value)
+
+
+async def test_detach_a_named_member_on_every_node_ends_it_for_good(ring: LocalRing) -> None:
+    """`group leave --member` (Client.detach) on a node that is not the group's root counts
+    the member it detached, and the member's subscription ends instead of re-attaching."""
+    addresses = [n.address for n in ring.live()]
+    async with Client(addresses[0]) as admin:
+        created = await admin.create("leaving")
+        for i, address in enumerate(addresses[:4]):
+            async with Client(address) as member:
+                sub = member.join("leaving", member=f"m{i}")
+                await sub.open()
+                got: list[GroupMessage] = []
+                reader = asyncio.ensure_future(collect(sub, got))
+                assert await member.detach("leaving", f"m{i}") == 1, address
+                await asyncio.wait_for(reader, 10)  # the iteration ends: no re-attach
+                assert sub.reconnects == 0 and got == []
+                assert await member.detach("leaving", f"m{i}") == 0
+        await admin.destroy("leaving", created.token)
