@@ -1,16 +1,29 @@
 """DHT storage: put/get/delete as an application on KBR.
 
 An item lives on the owner of SHA-1(key) and on the owner's next `replicas` successors. Writes
-are ordered by a per-key version the owner assigns. Copies move by three mechanisms, each of
-which would repair the others' misses: the owner pushes to new replicas and to a node that
-joins in front of it (the `update` upcall), a leaving node hands its items to its successor, and
-a periodic anti-entropy round compares digests with the replicas. Replicas are soft state: a
-copy the owner stops confirming expires, so stale copies do not pile up.
+are ordered by a per-key version the owner assigns: it serializes the writes of a key up to
+the version (each gets a distinct one), then replicates to its successors in parallel and
+answers with the version once they have it (or failed to answer). Copies are ranked by
+(version, hash of the value), so even two nodes that both believed they owned a key (a join or
+a crash in progress) cannot leave the replicas diverged: every node keeps the highest rank.
+
+Copies move by three mechanisms, each of which would repair the others' misses: the owner
+pushes to new replicas and to a node that joins in front of it (the `update` upcall), a leaving
+node hands its items to its successor, and a periodic anti-entropy round compares digests with
+the replicas (a replica holding a higher-ranked copy sends it back). Replicas are soft state: a
+copy the owner stops confirming expires, so stale copies do not pile up. A node whose range
+changed (its predecessor did) asks its replicas for each key, in parallel, before it first
+serves or writes it again: a write the previous owner got to only some replicas is not lost.
+
+A small value rides in the routed request. A larger one is sent once: a small request routed
+to the key finds the owner, then the value goes straight to it; a node that does not own the
+key (any more) refuses, and the client locates the owner again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +41,9 @@ APP = "dht"
 MAX_VALUE_BYTES = 1 << 20
 MAX_KEY_BYTES = 4096
 BATCH_BYTES = 2 << 20  # stays well under gRPC's default 4 MiB message limit
+# Larger values are not routed hop by hop: the owner is located first, then sent the value.
+INLINE_VALUE_BYTES = 8 << 10
+DIRECT_TRIES = 2  # owners located for one direct put before it falls back to routing the value
 
 
 class StorageError(Exception):
@@ -38,6 +54,10 @@ class StorageUnavailable(StorageError):
     """The owner of the key could not be reached (the ring may be repairing: retry)."""
 
 
+def value_hash(value: bytes, deleted: bool) -> bytes:
+    return hashlib.blake2b((b"\x01" if deleted else b"\x00") + value, digest_size=8).digest()
+
+
 @dataclass
 class Record:
     key: str
@@ -46,9 +66,29 @@ class Record:
     version: int
     deleted: bool
     touched: float  # last time the owner confirmed this copy (our own clock)
+    hash: bytes  # value_hash(value, deleted): ranks copies with one version
+    # The ownership epoch (see Storage.update) in which this node, as the owner, knew this to
+    # be the newest copy; -1: it may not be (a replica's copy, or from before a range change).
+    settled: int = -1
+
+    @property
+    def rank(self) -> tuple[int, bytes]:
+        return self.version, self.hash
 
     def to_pb(self) -> spb.Item:
         return spb.Item(key=self.key, value=self.value, version=self.version, deleted=self.deleted)
+
+
+class _KeyWrites:
+    """The writes of one key in progress at its owner (dropped when the last one ends)."""
+
+    __slots__ = ("lock", "repaired", "top", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()  # held from reading the version to reserving the next one
+        self.users = 0
+        self.top = 0  # the highest version given to a write still replicating
+        self.repaired = -1  # the epoch in which a write here last asked the replicas
 
 
 @dataclass(frozen=True)
@@ -75,6 +115,7 @@ def check_value(value: bytes) -> None:
 
 class Storage:
     name = APP
+    one_hop = True  # `forward` only passes messages on: the location cache may skip the hops
 
     def __init__(self, kbr: Kbr, replicas: int = 3, sync_interval: float = 5.0) -> None:
         self.kbr = kbr
@@ -82,9 +123,12 @@ class Storage:
         self.sync_interval = sync_interval
         self.replica_ttl = 6 * sync_interval
         self.items: dict[str, Record] = {}
+        self._writes: dict[str, _KeyWrites] = {}
+        self._epoch = 0  # bumped whenever the predecessor (so the range we own) changes
         # Requests by kind: routed to the key's owner, and sent straight between peers.
         self._at_owner: dict[str, Callable[[Any], Awaitable[spb.StorageReply]]] = {
-            "put": self._owner_put, "get": self._owner_get, "delete": self._owner_delete}
+            "put": self._owner_put, "get": self._owner_get, "delete": self._owner_delete,
+            "locate": self._owner_locate}
         self._from_peer: dict[str, Callable[[Any], spb.StorageSyncReply]] = {
             "store": self._on_store, "digest": self._on_digest, "fetch": self._on_fetch}
         kbr.register(self)
@@ -93,8 +137,35 @@ class Storage:
     async def put(self, key: str, value: bytes) -> tuple[NodeRef, int]:
         check_key(key)
         check_value(value)
-        reply = await self._request(key, spb.StorageRequest(put=spb.Item(key=key, value=value)))
-        return reply[1], reply[0].item.version
+        item = spb.Item(key=key, value=value)
+        if len(value) > INLINE_VALUE_BYTES:
+            done = await self._put_direct(key, item)
+            if done is not None:
+                return done
+        reply, owner = await self._request(key, spb.StorageRequest(put=item))
+        return owner, reply.version
+
+    async def _put_direct(self, key: str, item: spb.Item) -> tuple[NodeRef, int] | None:
+        """Find the owner with a small routed request, then send it the value. None: the
+        located nodes refused (ownership moved) or did not answer; the caller then routes the
+        value. A put whose answer was lost may so be applied twice: two versions, one value."""
+        msg = spb.StorageSync(put=item).SerializeToString()
+        for _ in range(DIRECT_TRIES):
+            owner = await self._locate(key)
+            try:
+                reply = spb.StorageSyncReply.FromString(await self.kbr.send(owner, APP, msg))
+            except (PeerUnavailable, RemoteError) as exc:
+                log.debug("direct put of %r to %s failed: %s", key, owner.address, exc)
+                return None
+            if reply.refused:
+                continue
+            if reply.put.error:
+                raise StorageError(reply.put.error)
+            return owner, reply.put.version
+        return None
+
+    async def _locate(self, key: str) -> NodeRef:
+        return (await self._request(key, spb.StorageRequest(locate=key)))[1]
 
     async def get(self, key: str) -> GetResult:
         check_key(key)
@@ -153,32 +224,75 @@ class Storage:
         return spb.StorageReply(found=found, item=rec.to_pb() if rec is not None and found
                                 else None)
 
+    async def _owner_locate(self, key: str) -> spb.StorageReply:
+        return spb.StorageReply()
+
     async def _owner_put(self, item: spb.Item) -> spb.StorageReply:
         check_key(item.key)
         check_value(item.value)
-        rec = await self._local_or_repair(item.key)
-        version = (rec.version if rec else 0) + 1
-        stored = self._store(item.key, item.value, version, deleted=False)
-        await self._replicate([stored])
-        return spb.StorageReply(found=rec is not None and not rec.deleted, item=stored.to_pb())
+        found, version = await self._write(item.key, item.value, deleted=False)
+        return spb.StorageReply(found=found, version=version)
 
     async def _owner_delete(self, key: str) -> spb.StorageReply:
         check_key(key)
-        rec = await self._local_or_repair(key)
-        if rec is None or rec.deleted:
-            return spb.StorageReply(found=False)
         # A tombstone, so an old copy on a replica cannot bring the value back.
-        stored = self._store(key, b"", rec.version + 1, deleted=True)
-        await self._replicate([stored])
-        return spb.StorageReply(found=True, item=stored.to_pb())
+        found, version = await self._write(key, b"", deleted=True)
+        return spb.StorageReply(found=found, version=version)
+
+    async def _write(self, key: str, value: bytes, deleted: bool) -> tuple[bool, int]:
+        """One write at the owner: (whether the key existed, the version given; 0 for the
+        delete of a missing key, which writes nothing). Versions are given one at a time per
+        key, after the replicas were asked when our copy may be stale; the copies then go to
+        the replicas in parallel and, once they answered, become ours: a get here sees a
+        write only when the replicas have it too. Writes of one key replicate concurrently;
+        the highest version wins everywhere whatever order the copies arrive in."""
+        writes = self._writes.get(key)
+        if writes is None:
+            writes = self._writes[key] = _KeyWrites()
+        writes.users += 1
+        try:
+            async with writes.lock:
+                epoch = self._epoch
+                rec = self.items.get(key)
+                if writes.repaired != epoch and (rec is None or rec.settled != epoch):
+                    rec = await self._local_or_repair(key)
+                    writes.repaired = epoch
+                # A write still replicating counts as there: a delete then writes a tombstone.
+                found = (rec is not None and not rec.deleted) or writes.top > 0
+                if deleted and not found:
+                    return False, 0
+                version = max(rec.version if rec is not None else 0, writes.top) + 1
+                writes.top = version
+            new = Record(key, self.kbr.space.hash_key(key), value, version, deleted,
+                         self.kbr.clock.now(), value_hash(value, deleted), epoch)
+            await self._replicate([new])
+            self._keep(new)
+            return found, version
+        finally:
+            writes.users -= 1
+            if writes.users == 0 and self._writes.get(key) is writes:
+                del self._writes[key]
 
     async def direct(self, payload: bytes, sender: NodeRef) -> bytes:
         msg = spb.StorageSync.FromString(payload)
         op = msg.WhichOneof("op")
+        if op == "put":
+            return (await self._on_put(msg.put)).SerializeToString()
         handler = self._from_peer.get(op or "")
         if handler is None:
             raise InvalidRequest("empty storage sync message")
         return handler(getattr(msg, op or "")).SerializeToString()
+
+    async def _on_put(self, item: spb.Item) -> spb.StorageSyncReply:
+        """A put sent straight here: served only by the key's owner (as a routed put would be
+        delivered here), refused otherwise."""
+        if not item.key or not self.kbr.owns(self.kbr.space.hash_key(item.key)):
+            return spb.StorageSyncReply(refused=True)
+        try:
+            reply = await self._owner_put(item)
+        except StorageError as exc:
+            reply = spb.StorageReply(error=str(exc))
+        return spb.StorageSyncReply(put=reply)
 
     def _on_store(self, store: spb.ItemBatch) -> spb.StorageSyncReply:
         for item in store.items:
@@ -186,16 +300,24 @@ class Storage:
         return spb.StorageSyncReply()
 
     def _on_digest(self, digest: spb.Digest) -> spb.StorageSyncReply:
-        """An owner confirms what we hold for it; we ask for what is missing or older."""
+        """An owner confirms what we hold for it; we ask for what is missing or ranks lower,
+        and send back what ranks higher than the owner's copy."""
         wanted = spb.Digest()
+        newer = spb.ItemBatch()
+        size = 0
         now = self.kbr.clock.now()
-        for key, version in zip(digest.keys, digest.versions, strict=False):
+        hashes = list(digest.hashes)
+        for i, (key, version) in enumerate(zip(digest.keys, digest.versions, strict=False)):
+            theirs = (version, hashes[i] if i < len(hashes) else b"")
             rec = self.items.get(key)
-            if rec is not None and rec.version >= version:
-                rec.touched = now
-            else:
+            if rec is None or rec.rank < theirs:
                 wanted.keys.append(key)
-        return spb.StorageSyncReply(wanted=wanted)
+                continue
+            rec.touched = now
+            if rec.rank > theirs and size < BATCH_BYTES:
+                newer.items.append(rec.to_pb())
+                size += len(rec.value) + len(rec.key) + 32
+        return spb.StorageSyncReply(wanted=wanted, newer=newer)
 
     def _on_fetch(self, key: str) -> spb.StorageSyncReply:
         rec = self.items.get(key)
@@ -206,6 +328,8 @@ class Storage:
     def update(self, change: NeighborChange) -> None:
         me = self.kbr.me.id
         old_pred, new_pred = change.old_predecessor, change.new_predecessor
+        if (old_pred.id if old_pred else None) != (new_pred.id if new_pred else None):
+            self._epoch += 1  # our range changed: check each key with the replicas again
         if new_pred is not None and (old_pred is None or between(new_pred.id, old_pred.id, me)):
             # A node joined in front of us: it owns (old_pred, new_pred] now. Send what we hold
             # outside our new range; we keep our copies, as its first replica.
@@ -249,18 +373,13 @@ class Storage:
         their owner no longer confirms."""
         owned = self._owned()
         if owned:
-            digest = spb.StorageSync(
-                digest=spb.Digest(keys=[r.key for r in owned], versions=[r.version for r in owned])
-            ).SerializeToString()
-            by_key = {r.key: r for r in owned}
-            for node in self.kbr.replica_set(self.replicas):
-                try:
-                    reply = spb.StorageSyncReply.FromString(await self.kbr.send(node, APP, digest))
-                except (PeerUnavailable, RemoteError):
-                    continue
-                wanted = [by_key[k] for k in reply.wanted.keys if k in by_key]
-                if wanted:
-                    await self._push(node, wanted)
+            digest = spb.StorageSync(digest=spb.Digest(
+                keys=[r.key for r in owned], versions=[r.version for r in owned],
+                hashes=[r.hash for r in owned],
+            )).SerializeToString()
+            keys = {r.key for r in owned}
+            await asyncio.gather(*(self._sync_with(node, digest, keys)
+                                   for node in self.kbr.replica_set(self.replicas)))
         pred, _ = self.kbr.neighbors()
         if pred is None:
             return  # we cannot tell what we own: expire nothing
@@ -269,6 +388,18 @@ class Storage:
                     and r.touched < cutoff]:
             del self.items[key]
 
+    async def _sync_with(self, node: NodeRef, digest: bytes, keys: set[str]) -> None:
+        try:
+            reply = spb.StorageSyncReply.FromString(await self.kbr.send(node, APP, digest))
+        except (PeerUnavailable, RemoteError):
+            return
+        for item in reply.newer.items:
+            if item.key in keys:
+                self._accept(item)  # a write we missed (two owners for a while): it wins
+        wanted = [self.items[k] for k in reply.wanted.keys if k in keys and k in self.items]
+        if wanted:
+            await self._push(node, wanted)
+
     # ================================================================ internals
     def _owned(self) -> list[Record]:
         pred, _ = self.kbr.neighbors()
@@ -276,40 +407,47 @@ class Storage:
             return []
         return [r for r in self.items.values() if self.kbr.owns(r.key_id)]
 
-    def _store(self, key: str, value: bytes, version: int, deleted: bool) -> Record:
-        rec = Record(key, self.kbr.space.hash_key(key), value, version, deleted,
-                     self.kbr.clock.now())
-        self.items[key] = rec
-        return rec
+    def _keep(self, new: Record) -> None:
+        """Hold `new` unless we hold a copy that ranks higher (equal: just confirm ours)."""
+        rec = self.items.get(new.key)
+        if rec is None or new.rank > rec.rank:
+            self.items[new.key] = new
+        elif new.rank == rec.rank:
+            rec.touched = new.touched
 
     def _accept(self, item: spb.Item) -> None:
-        """Take a copy from another node if it is newer than ours (equal: just confirm ours)."""
+        """Take a copy from another node if it ranks higher than ours: a newer version, or
+        the same version with a higher value hash, so that every node picks the same one."""
         if not item.key or len(item.value) > MAX_VALUE_BYTES:
             raise InvalidRequest("malformed item")
-        rec = self.items.get(item.key)
-        if rec is None or item.version > rec.version:
-            self._store(item.key, item.value, item.version, item.deleted)
-        elif item.version == rec.version:
-            rec.touched = self.kbr.clock.now()
+        self._keep(Record(item.key, self.kbr.space.hash_key(item.key), item.value, item.version,
+                          item.deleted, self.kbr.clock.now(),
+                          value_hash(item.value, item.deleted)))
 
     async def _local_or_repair(self, key: str) -> Record | None:
-        """Our copy, or (when a join or a crash left us without one) the newest replica's."""
+        """Our copy when we know it is the newest; else (a join or a crash changed our range,
+        or left us without one) the highest-ranked among ours and the replicas', asked in
+        parallel."""
         rec = self.items.get(key)
-        if rec is not None:
+        epoch = self._epoch
+        if rec is not None and rec.settled == epoch:
             return rec
         fetch = spb.StorageSync(fetch=key).SerializeToString()
-        best: spb.Item | None = None
-        for node in self.kbr.replica_set(self.replicas):
+
+        async def ask(node: NodeRef) -> spb.Item | None:
             try:
                 reply = spb.StorageSyncReply.FromString(await self.kbr.send(node, APP, fetch))
             except (PeerUnavailable, RemoteError):
-                continue
-            if reply.found and (best is None or reply.item.version > best.version):
-                best = reply.item
-        if best is None:
-            return None
-        self._accept(best)
-        return self.items[key]
+                return None
+            return reply.item if reply.found else None
+
+        for item in await asyncio.gather(*(ask(n) for n in self.kbr.replica_set(self.replicas))):
+            if item is not None:
+                self._accept(item)
+        rec = self.items.get(key)
+        if rec is not None and self._epoch == epoch:
+            rec.settled = epoch
+        return rec
 
     async def _replicate(self, records: list[Record]) -> None:
         await asyncio.gather(
