@@ -6,6 +6,7 @@ server and the gRPC transport, and maps protocol errors to gRPC status codes.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 NODE_API = cpb.DESCRIPTOR.services_by_name["NodeApi"].full_name
 MULTICAST = mpb.DESCRIPTOR.services_by_name["Multicast"].full_name
 HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# One node per port: with gRPC's default SO_REUSEPORT a second server binds a busy port and
+# the kernel spreads connections over both.
+SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
 
 
 @dataclass
@@ -68,7 +72,7 @@ class NodeServer:
         self.metrics = NodeMetrics()
         self.metrics_address = ""
         self.transport = GrpcTransport(observe=self.metrics.rpc)
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS,
+        self.server = grpc.aio.server(options=SERVER_OPTIONS,
                                       interceptors=[MetricsInterceptor(self.metrics)])
         self.health = health.aio.HealthServicer()
         self.node: ChordNode
@@ -83,9 +87,7 @@ class NodeServer:
         host, _port = split_address(opts.listen)
         for seed in [*opts.join, *opts.join_dns]:
             split_address(seed)
-        bound = self.server.add_insecure_port(opts.listen)
-        if bound == 0:
-            raise OSError(f"cannot listen on {opts.listen}")
+        bound = _bind(self.server, opts.listen)
         if opts.advertise:
             split_address(opts.advertise)
             advertise = opts.advertise
@@ -158,7 +160,7 @@ class NodeServer:
                 failure = str(exc)
                 if self.listener is None:
                     raise
-                log.warning("%s; trying discovery", exc)
+                log.warning("%s: %s; trying discovery", self.node.me.address, exc)
         elif opts.join_dns and self.listener is None:
             raise JoinFailed(f"no address found for {', '.join(opts.join_dns)}")
         if self.listener is not None:
@@ -188,6 +190,43 @@ class NodeServer:
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
+
+
+def _bind(server: grpc.aio.Server, address: str) -> int:
+    """Add the listening port; a busy (or otherwise unusable) address is an OSError naming it.
+
+    The address is bound once first as gRPC will bind it (SO_REUSEADDR, no SO_REUSEPORT), so
+    the usual failure comes with the system's reason and without gRPC's own log line."""
+    host, port = split_address(address)
+    if port != 0:
+        _probe(address, host, port)
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:  # lost a race for the port since the probe, or an unusable host
+        bound = 0
+    if bound == 0:
+        raise OSError(f"cannot listen on {address}")
+    return int(bound)
+
+
+def _probe(address: str, host: str, port: int) -> None:
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {address}: {exc.strerror}") from None
+    failures: list[OSError] = []
+    for family, kind, proto, _name, sockaddr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(sockaddr)
+            except OSError as exc:
+                failures.append(exc)
+    if infos and len(failures) == len(infos):  # gRPC succeeds when any address binds
+        first = next((f for f in failures if f.errno == errno.EADDRINUSE), failures[0])
+        reason = (first.strerror or str(first)).lower()
+        raise OSError(f"cannot listen on {address}: {reason}")
 
 
 def _host_address() -> str:

@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from chordcast.cli import groups, node, ring, sim, storage
+from chordcast.cli import cluster, groups, node, ring, sim, storage
 from chordcast.cli.common import UsageError, at_least
 from chordcast.results import ClientError
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chordcast", description=(__doc__ or "").splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     node.register(sub)
+    cluster.register(sub)
     ring.register(sub)
     storage.register(sub)
     groups.register(sub)
