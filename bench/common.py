@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -47,3 +50,28 @@ def idle_cpu_percent(pids: list[int], seconds: float) -> float:
     time.sleep(seconds)
     used = sum(cpu_seconds(p) - b for p, b in zip(pids, before, strict=True))
     return 100 * used / (time.monotonic() - t0) / max(1, len(pids))
+
+
+async def timed(op: Callable[[int], Awaitable[Any]], count: int) -> list[float]:
+    """Seconds each of `count` sequential calls of `op` took."""
+    times = []
+    for i in range(count):
+        t0 = time.perf_counter()
+        await op(i)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+async def rate(op: Callable[[int], Awaitable[Any]], count: int, in_flight: int) -> float:
+    """Calls per second of `count` calls of `op`, `in_flight` at a time."""
+    left = count
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await op(left)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return count / (time.perf_counter() - t0)

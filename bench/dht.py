@@ -11,35 +11,10 @@ import asyncio
 import random
 import statistics
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-from bench.common import idle_cpu_percent, percentile, rss_mib
+from bench.common import idle_cpu_percent, percentile, rate, rss_mib, timed
 from chordcast import Client
 from chordcast.localring import LocalRing
-
-
-async def _timed(op: Callable[[int], Awaitable[Any]], count: int) -> list[float]:
-    times = []
-    for i in range(count):
-        t0 = time.perf_counter()
-        await op(i)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-async def _rate(op: Callable[[int], Awaitable[Any]], count: int, in_flight: int) -> float:
-    left = count
-
-    async def worker() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            await op(left)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(in_flight)))
-    return count / (time.perf_counter() - t0)
 
 
 async def _load(addresses: list[str], count: int, in_flight: int) -> dict[str, float]:
@@ -62,11 +37,11 @@ async def _load(addresses: list[str], count: int, in_flight: int) -> dict[str, f
         await aware.get(rng.choice(keys))
 
     for op in (lookup, get_thin, get_aware):  # warm up channels and caches
-        await _timed(op, 50)
+        await timed(op, 50)
     hops.clear()
-    lookups = await _timed(lookup, count)
-    gets = await _timed(get_thin, count)
-    aware_gets = await _timed(get_aware, count)
+    lookups = await timed(lookup, count)
+    gets = await timed(get_thin, count)
+    aware_gets = await timed(get_aware, count)
     result = {
         "lookup_p50_ms": 1000 * percentile(lookups, 50),
         "lookup_p99_ms": 1000 * percentile(lookups, 99),
@@ -76,9 +51,9 @@ async def _load(addresses: list[str], count: int, in_flight: int) -> dict[str, f
         "get_p99_ms": 1000 * percentile(gets, 99),
         "client_get_p50_ms": 1000 * percentile(aware_gets, 50),
         "client_get_p99_ms": 1000 * percentile(aware_gets, 99),
-        "lookups_per_s": await _rate(lookup, 2 * count, in_flight),
-        "gets_per_s": await _rate(get_thin, 2 * count, in_flight),
-        "client_gets_per_s": await _rate(get_aware, 2 * count, in_flight),
+        "lookups_per_s": await rate(lookup, 2 * count, in_flight),
+        "gets_per_s": await rate(get_thin, 2 * count, in_flight),
+        "client_gets_per_s": await rate(get_aware, 2 * count, in_flight),
     }
     for c in [*thin, aware]:
         await c.close()

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from bench.common import free_port, percentile, wait_port
+from bench.common import free_port, percentile, rate, timed, wait_port
 
 METHOD = "/bench.Echo/Echo"
 
@@ -40,24 +39,14 @@ async def _measure(address: str, sequential: int, concurrent: int, in_flight: in
         payload = b"x" * 64
         for _ in range(50):  # warm up
             await call(payload)
-        times = []
-        for _ in range(sequential):
-            t0 = time.perf_counter()
+
+        async def once(_: int) -> None:
             await call(payload)
-            times.append(time.perf_counter() - t0)
-        left = concurrent
 
-        async def worker() -> None:
-            nonlocal left
-            while left > 0:
-                left -= 1
-                await call(payload)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(in_flight)))
-        rate = concurrent / (time.perf_counter() - t0)
+        times = await timed(once, sequential)
+        calls_per_s = await rate(once, concurrent, in_flight)
     return {"p50_ms": 1000 * percentile(times, 50), "p99_ms": 1000 * percentile(times, 99),
-            "calls_per_s": rate}
+            "calls_per_s": calls_per_s}
 
 
 def measure(sequential: int = 2000, concurrent: int = 4000, in_flight: int = 16

@@ -130,7 +130,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print_json(doc)
     else:
         print_table(["group", "root", "members", "depth", "last seq", "creator"],
-                  [[g.group, g.root, g.members, g.depth, g.last_seq, g.creator]])
+                    [[g.group, g.root, g.members, g.depth, g.last_seq, g.creator]])
     return 0
 
 
@@ -142,7 +142,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         print(f"{len(groups)} group(s)")
         print_table(["group", "root", "last seq", "creator"],
-                  [[g.group, g.root, g.last_seq, g.creator] for g in groups])
+                    [[g.group, g.root, g.last_seq, g.creator] for g in groups])
     return 0
 
 

@@ -15,6 +15,7 @@ from chord.ids import IdSpace
 from chord.node import NodeConfig
 from chord.sim.ring import SimRing
 from chord.state import NodeRef
+from tests.chord.test_ring_memnet import check_lookups
 
 SPACE = IdSpace(16)
 ME = NodeRef(1000, "me:1")
@@ -56,26 +57,16 @@ def test_learn_keeps_the_most_recent_forget_drops_and_me_is_never_cached() -> No
     assert not off.enabled and off.learn([ref(1)]) == 0 and off.owner_guess(0) is None
 
 
-async def _lookups(ring: SimRing, rng: random.Random, count: int) -> list[int]:
-    """`count` lookups from random nodes, each checked against the oracle; their hops."""
-    hops = []
-    addresses = sorted(ring.nodes)
-    for _ in range(count):
-        key = rng.randrange(ring.space.size)
-        origin = ring.nodes[rng.choice(addresses)].node
-        result = await origin.lookup(key)
-        assert result.owner.id == ring.owner_of(key), f"wrong owner for {key:x}"
-        hops.append(result.hops)
-    return hops
-
-
 def test_500_node_stable_ring_warm_cache_answers_in_one_hop(run_virtual) -> None:
     async def scenario() -> None:
         ring = SimRing(config=NodeConfig(successors=8, location_cache=1024), seed=3,
                        with_storage=False)
         ring.build_stable(500)
-        await asyncio.sleep(60)  # gossip fills every cache
-        hops = await _lookups(ring, random.Random(1), 1000)
+        warm = await ring.wait_for(  # gossip fills every cache with (nearly) all other 499
+            lambda: all(len(n.node.cache) >= 0.98 * 499 for n in ring.nodes.values()),
+            timeout=120)
+        assert warm
+        hops = await check_lookups(ring, 1000, random.Random(1))
         one_hop = sum(1 for h in hops if h <= 1) / len(hops)
         assert one_hop >= 0.99, f"one-hop fraction {one_hop:.3f}"
         await ring.stop()
@@ -88,7 +79,7 @@ def test_plain_chord_without_a_cache_keeps_its_path_lengths(run_virtual) -> None
         ring = SimRing(config=NodeConfig(successors=8), seed=3, with_storage=False)
         ring.build_stable(500)
         await asyncio.sleep(10)
-        hops = await _lookups(ring, random.Random(1), 300)
+        hops = await check_lookups(ring, 300, random.Random(1))
         assert 2.5 < sum(hops) / len(hops) < 6  # ~ (1/2) log2 N, the paper's figure
         assert all(len(n.node.cache) == 0 for n in ring.nodes.values())
         await ring.stop()
@@ -106,17 +97,17 @@ def test_stale_entries_are_corrected_and_never_answer(run_virtual) -> None:
                        with_storage=False)
         ring.build_stable(60)
         await asyncio.sleep(40)
-        await _lookups(ring, rng, 100)
+        await check_lookups(ring, 100, rng)
 
         for _ in range(5):  # crashes of owners every cache knows
             victim = rng.choice(sorted(ring.nodes))
             await ring.crash(victim)
             assert await ring.converge()
-            await _lookups(ring, rng, 50)
+            await check_lookups(ring, 50, rng)
         for _ in range(5):  # newcomers in front of owners every cache knows
             await ring.add()
             assert await ring.converge()
-            hops = await _lookups(ring, rng, 50)
+            hops = await check_lookups(ring, 50, rng)
             assert max(hops) <= 8
         # Between events, lookups interleave with joins and crashes in flight.
         for k in range(20):
@@ -124,7 +115,7 @@ def test_stale_entries_are_corrected_and_never_answer(run_virtual) -> None:
             await event
             await asyncio.sleep(rng.uniform(0, 2))
         assert await ring.converge()
-        hops = await _lookups(ring, rng, 200)
+        hops = await check_lookups(ring, 200, rng)
         assert sum(1 for h in hops if h <= 1) / len(hops) > 0.9
         await ring.stop()
 
