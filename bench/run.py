@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import dht, echo, mcast
+from bench import cluster, dht, echo, mcast
 
 HERE = Path(__file__).resolve().parent
 PEER_PYTHON = HERE / ".venv-kademlia" / "bin" / "python"
@@ -57,6 +57,22 @@ def ratios(r: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"target": f"N={n}: RSS per node <= 48 MiB",
                      "value": d["rss_mib_per_node"], "bound": 48,
                      "met": d["rss_mib_per_node"] <= 48})
+    c = r.get("cluster")
+    if c:
+        n = c["nodes"]
+        single = min(d["rss_mib_per_node"] for d in r["chordcast"].values())
+        per_extra = (c["rss_mib_per_process"] - single) / max(1, n / c["processes"] - 1)
+        c["rss_mib_per_extra_node"] = per_extra
+        rows += [
+            {"target": f"{n} nodes: every lookup's owner is the oracle's", "value": c["wrong"],
+             "bound": 0, "met": c["wrong"] == 0},
+            {"target": f"{n} nodes: idle CPU of the whole ring < 0.5 cores",
+             "value": c["idle_cores"], "bound": 0.5, "met": c["idle_cores"] < 0.5},
+            {"target": f"{n} nodes: total RSS < 2 GiB (MiB)", "value": c["rss_mib_total"],
+             "bound": 2048, "met": c["rss_mib_total"] < 2048},
+            {"target": "RSS per extra node in a multi-node process <= 8 MiB",
+             "value": per_extra, "bound": 8, "met": per_extra <= 8},
+        ]
     return rows
 
 
@@ -87,6 +103,14 @@ def markdown(r: dict[str, Any]) -> str:
     row("one-hop fraction", "", "", "one_hop_fraction")
     row("idle CPU per node, %", "", "", "idle_cpu_percent_per_node")
     row("RSS per node, MiB", "", "", "rss_mib_per_node", "{:.1f}")
+    c = r.get("cluster")
+    if c:
+        lines += ["", f"{c['nodes']} nodes in {c['processes']} `chordcast cluster` processes: "
+                  f"formed in {c['formed_seconds']:.1f} s; {c['lookups']} lookups, "
+                  f"{c['wrong']} wrong, mean hops {c['hops_mean']:.2f}, one-hop fraction "
+                  f"{c['one_hop_fraction']:.2f}, p50 {c['lookup_p50_ms']:.2f} ms; idle "
+                  f"{c['idle_cores']:.2f} cores in all; RSS {c['rss_mib_total']:.0f} MiB in "
+                  f"all, {c['rss_mib_per_process']:.0f} MiB per process"]
     lines += ["", "| target | value | bound | met |", "|---|---|---|---|"]
     lines += [f"| {t['target']} | {t['value']:.2f} | {t['bound']:.2f} | "
               f"{'yes' if t['met'] else 'NO'} |" for t in r["ratios"]]
@@ -122,6 +146,8 @@ def main() -> None:
     result["kademlia"] = None if args.smoke else peer(32, count)
     result["chordcast"] = {str(n): dht.measure(n, count, idle_seconds=2 if args.smoke else 10)
                            for n in sizes}
+    result["cluster"] = (cluster.measure(2, 4, 20, idle_seconds=1) if args.smoke
+                         else cluster.measure(4, 64, 200))
     result["multicast"] = None if args.smoke else mcast.measure(8, 300)
     result["ratios"] = ratios(result)
     result["wall_seconds"] = time.monotonic() - started

@@ -51,10 +51,19 @@ class BlockingClient:
     def close(self) -> None:
         if self._loop.is_closed():
             return
-        self.run(self.client.close())
+        self.run(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
+
+    async def _shutdown(self) -> None:
+        """Close the client, then end what is left on the loop (gRPC's own bookkeeping of
+        cancelled streams) as asyncio.run does, so nothing is destroyed while pending."""
+        await self.client.close()
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     def __enter__(self) -> BlockingClient:
         return self

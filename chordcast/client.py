@@ -27,6 +27,7 @@ import grpc
 
 from chord.ids import IdError, IdSpace
 from chord.storage import MAX_VALUE_BYTES
+from chordcast import link
 from chordcast.address import split_address
 from chordcast.results import (
     ClientError,
@@ -42,7 +43,7 @@ from chordcast.results import (
     Stored,
     Value,
 )
-from chordcast.v1 import chord_pb2, client_pb2_grpc, mcast_pb2_grpc
+from chordcast.v1 import chord_pb2, mcast_pb2_grpc
 from chordcast.v1 import client_pb2 as cpb
 from chordcast.v1 import mcast_pb2 as mpb
 
@@ -55,6 +56,11 @@ _OPTIONS = [("grpc.max_send_message_length", MESSAGE_LIMIT),
 _RECONNECT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
               grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
               grpc.StatusCode.INTERNAL}
+# The client library's NodeApi calls travel as frames on one Session stream per node.
+NODE_SESSION = f"/{cpb.DESCRIPTOR.services_by_name['NodeApi'].full_name}/Session"
+NODE_REPLIES: dict[str, Any] = {"Info": cpb.NodeInfoReply, "Lookup": cpb.LookupReply,
+                                "Put": cpb.PutReply, "Get": cpb.GetReply,
+                                "Delete": cpb.DeleteReply}
 KIND_NAMES = {mpb.GroupEvent.MESSAGE: "message", mpb.GroupEvent.GAP: "gap",
               mpb.GroupEvent.ENDED: "ended", mpb.GroupEvent.ANYCAST: "anycast"}
 
@@ -63,14 +69,18 @@ def _payload(data: bytes | str) -> bytes:
     return data.encode("utf-8") if isinstance(data, str) else data
 
 
-def _unreachable(exc: grpc.aio.AioRpcError) -> bool:
+def _unreachable(code: grpc.StatusCode, details: str) -> bool:
     """The node could not be reached at all (so another node may serve the call)."""
-    return exc.code() == grpc.StatusCode.UNAVAILABLE and "connect" in (exc.details() or "")
+    return code == grpc.StatusCode.UNAVAILABLE and "connect" in details
 
 
 def _error(exc: grpc.aio.AioRpcError, address: str, timeout: float) -> ClientError:
-    code, details = exc.code(), exc.details() or ""
-    if _unreachable(exc):
+    return _status_error(exc.code(), exc.details() or "", address, timeout)
+
+
+def _status_error(code: grpc.StatusCode, details: str, address: str, timeout: float
+                  ) -> ClientError:
+    if _unreachable(code, details):
         return ClientError(f"cannot reach node at {address}: {details}", code.name)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ClientError(f"node at {address} did not answer within {timeout:g}s", code.name)
@@ -97,6 +107,7 @@ class Client:
         self.timeout = timeout
         self.current = 0  # index of the node calls go to first
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._sessions: dict[str, link.Link] = {}
         self._space: IdSpace | None = None
         self.ring_aware = ring_aware
         self._view: list[tuple[int, str]] | None = None  # (id, address) sorted, as last seen
@@ -108,6 +119,9 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.aclose()
+        self._sessions.clear()
         for ch in self._channels.values():
             await ch.close()
         self._channels.clear()
@@ -122,8 +136,29 @@ class Client:
     def multicast_stub(self, address: str) -> mcast_pb2_grpc.MulticastStub:
         return mcast_pb2_grpc.MulticastStub(self._channel(address))
 
-    def _node_stub(self, address: str) -> client_pb2_grpc.NodeApiStub:
-        return client_pb2_grpc.NodeApiStub(self._channel(address))
+    def _session(self, address: str) -> link.Link:
+        session = self._sessions.get(address)
+        if session is None:
+            session = self._sessions[address] = link.Link(self._channel(address), NODE_SESSION)
+        return session
+
+    async def _call(self, service: str, method: str, request: Any, address: str) -> Any:
+        """One call to one node; raises ClientError, with `unreachable` set when the node
+        could not be reached at all."""
+        try:
+            if service == "node":
+                body = await self._session(address).call(method, request.SerializeToString(),
+                                                         self.timeout)
+                return NODE_REPLIES[method].FromString(body)
+            return await getattr(self.multicast_stub(address), method)(request,
+                                                                       timeout=self.timeout)
+        except link.LinkError as exc:
+            code, details = exc.code, exc.detail
+        except grpc.aio.AioRpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+        error = _status_error(code, details, address, self.timeout)
+        error.unreachable = _unreachable(code, details)
+        raise error
 
     async def _unary(self, service: str, method: str, request: Any,
                      address: str | None = None) -> Any:
@@ -137,14 +172,12 @@ class Client:
                           for i in range(n)]
         last: ClientError | None = None
         for index, target in candidates:
-            stub: Any = (self._node_stub(target) if service == "node"
-                         else self.multicast_stub(target))
             try:
-                reply = await getattr(stub, method)(request, timeout=self.timeout)
-            except grpc.aio.AioRpcError as exc:
-                last = _error(exc, target, self.timeout)
-                if not _unreachable(exc):
-                    raise last from None
+                reply = await self._call(service, method, request, target)
+            except ClientError as exc:
+                if not exc.unreachable:
+                    raise
+                last = exc
                 continue
             if address is None:
                 self.current = index

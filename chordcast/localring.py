@@ -45,6 +45,19 @@ class NodeProcess:
 
 
 @dataclass
+class ClusterProcess:
+    """A `chordcast cluster` process: many nodes, one process."""
+
+    addresses: list[str]
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+@dataclass
 class LocalRing:
     """Node processes on loopback, started exactly as users start them (`chordcast node`,
     metrics on unless `metrics=False`), each logging to its own file."""
@@ -53,6 +66,7 @@ class LocalRing:
     space: IdSpace = field(default_factory=IdSpace)
     host: str = "127.0.0.1"
     nodes: list[NodeProcess] = field(default_factory=list)
+    clusters: list[ClusterProcess] = field(default_factory=list)
     metrics: bool = True
 
     def __post_init__(self) -> None:
@@ -101,6 +115,40 @@ class LocalRing:
         node.address, node.metrics = match.group(1), match.group(2) or ""
         return node
 
+    def start_cluster(self, nodes: int, join: list[str] | None = None,
+                      timeout: float = 60.0) -> ClusterProcess:
+        """A `chordcast cluster --nodes N` process, once it reports every node ready (each
+        node's "listening on" line, then "cluster of N nodes ready")."""
+        log = self._logdir / f"cluster{len(self.clusters)}.log"
+        cmd = [sys.executable, "-m", "chordcast", "cluster", "--nodes", str(nodes),
+               "--listen", f"{self.host}:0", *self.extra_args]
+        for seed in join or []:
+            cmd += ["--join", seed]
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        cluster = ClusterProcess([], proc, log)
+        self.clusters.append(cluster)
+        assert proc.stdout is not None
+        out, deadline = b"", time.monotonic() + timeout
+        ready = f"cluster of {nodes} nodes ready\n".encode()
+        while not out.endswith(ready):
+            readable, _, _ = select.select([proc.stdout], [], [],
+                                           max(deadline - time.monotonic(), 0))
+            chunk = os.read(proc.stdout.fileno(), 65536) if readable else b""
+            if not chunk:
+                proc.kill()
+                proc.wait()
+                raise RingError(f"cluster not ready within {timeout:g}s: "
+                                f"{out.decode()[-300:]}{log.read_text()[-1000:]}")
+            out += chunk
+        for line in out.decode().splitlines()[:-1]:
+            match = READY.search(line)
+            if match is None or not line.startswith("chordcast node "):
+                raise RingError(f"unexpected line from a cluster: {line!r}")
+            cluster.addresses.append(match.group(1))
+        return cluster
+
     def start_node(self, join: list[str] | None = None) -> NodeProcess:
         return self.wait_ready(self.spawn(join))
 
@@ -123,12 +171,14 @@ class LocalRing:
     def tracebacks(self) -> list[str]:
         """Every node log that holds a traceback, with the lines around its first one."""
         found = []
-        for node in self.nodes:
-            text = node.log.read_text(errors="replace") if node.log.exists() else ""
+        logs = [(n.log, n.address) for n in self.nodes]
+        logs += [(c.log, f"cluster of {len(c.addresses)}") for c in self.clusters]
+        for log, who in logs:
+            text = log.read_text(errors="replace") if log.exists() else ""
             at = text.find("Traceback (most recent call last)")
             if at >= 0:
                 start = text.rfind("\n", 0, max(0, at - 1)) + 1
-                found.append(f"{node.log} ({node.address}):\n{text[start:start + 2000]}")
+                found.append(f"{log} ({who}):\n{text[start:start + 2000]}")
         return found
 
     def check_logs(self) -> None:
@@ -151,17 +201,20 @@ class LocalRing:
         return node.proc.wait(timeout=timeout)
 
     def stop(self) -> None:
-        for node in self.nodes:
-            if node.alive:
-                node.proc.send_signal(signal.SIGTERM)
-        for node in self.nodes:
+        # A cluster's nodes leave one at a time: give it their whole leave deadline.
+        procs = [(n.proc, 10.0) for n in self.nodes]
+        procs += [(c.proc, 15.0 + 0.1 * len(c.addresses)) for c in self.clusters]
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, timeout in procs:
             try:
-                node.proc.wait(timeout=10)
+                proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                node.proc.kill()
-                node.proc.wait()
-            if node.proc.stdout:
-                node.proc.stdout.close()
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
 
     # -- the oracle ------------------------------------------------------------------------
     def owner_of(self, key_id: int) -> str:

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 class ClientError(Exception):
     """One clear line for the user: what failed and why. `code` is the gRPC status name
-    (e.g. "UNAVAILABLE", "NOT_FOUND", "INVALID_ARGUMENT"), or "" for a local refusal."""
+    (e.g. "UNAVAILABLE", "NOT_FOUND", "INVALID_ARGUMENT"), or "" for a local refusal.
+    `unreachable`: the node could not be reached at all, so another node may serve the call."""
 
-    def __init__(self, message: str, code: str = "") -> None:
+    def __init__(self, message: str, code: str = "", unreachable: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from chord.ids import IdSpace
 from chord.kbr import Kbr
 from chord.node import ChordNode, JoinFailed, NodeConfig
 from chord.storage import Storage
+from chordcast import link
 from chordcast.address import join_address, split_address
 from chordcast.discovery.logic import Identity, Responder
 from chordcast.discovery.net import interface_for, resolve_seeds
@@ -75,6 +76,7 @@ class NodeServer:
         self.server = grpc.aio.server(options=SERVER_OPTIONS,
                                       interceptors=[MetricsInterceptor(self.metrics)])
         self.health = health.aio.HealthServicer()
+        self.streams = link.Streams()  # the Link and Session streams this node answers on
         self.node: ChordNode
         self.kbr: Kbr
         self.storage: Storage
@@ -108,9 +110,12 @@ class NodeServer:
         self.kbr = Kbr(self.node)
         self.storage = Storage(self.kbr, replicas=opts.replicas)
         self.scribe = Scribe(self.kbr, opts.scribe)
-        self.server.add_generic_rpc_handlers([chord_handler(self.node.handle)])
+        self.server.add_generic_rpc_handlers(
+            [chord_handler(self.node.handle, self.streams, self.metrics.rpc)])
         client_pb2_grpc.add_NodeApiServicer_to_server(
-            NodeApiServicer(self.node, self.storage, lambda: self.in_ring), self.server)
+            NodeApiServicer(self.node, self.storage, lambda: self.in_ring, self.streams,
+                            self.metrics.rpc),
+            self.server)
         mcast_pb2_grpc.add_MulticastServicer_to_server(
             MulticastServicer(self.scribe, lambda: self.in_ring), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -184,6 +189,7 @@ class NodeServer:
         try:
             await self.kbr.leave()
         finally:
+            await self.streams.close(grace=1.0)
             await self.server.stop(grace=1.0)
             await self.transport.close()
             self.metrics.close()

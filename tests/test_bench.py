@@ -26,6 +26,8 @@ def test_bench_smoke_run_writes_all_figures(tmp_path: Path) -> None:
                    "gets_per_s", "client_gets_per_s", "hops_mean", "one_hop_fraction",
                    "idle_cpu_percent_per_node", "rss_mib_per_node"):
         assert ring[figure] >= 0, figure
+    cluster = result["cluster"]
+    assert cluster["nodes"] == 8 and cluster["wrong"] == 0 and cluster["rss_mib_total"] > 0
     assert result["ratios"] and all(isinstance(r["met"], bool) for r in result["ratios"])
     table = (tmp_path / "latest.md").read_text()
     assert "| target | value | bound | met |" in table

@@ -1,37 +1,55 @@
 """The NodeApi gRPC service: what clients call on any node for the ring and the storage.
 
-Maps protocol errors to gRPC status codes. Info always answers; the ring operations only once
-the node has joined a ring (`ready`).
+Each method is one coroutine from request to reply that refuses with `link.Refusal`; it is
+served both as a unary call (thin clients, the CLI, grpcurl) and as frames on a Session stream
+(the client library). Info always answers; the ring operations only once the node has joined a
+ring (`ready`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from chord.ids import IdError
 from chord.kbr import LookupFailed
 from chord.node import ChordNode
 from chord.storage import Storage, StorageError, StorageUnavailable
 from chord.wire import node_to_pb, nodes_to_pb
+from chordcast import link
 from chordcast.v1 import client_pb2 as cpb
 from chordcast.v1 import client_pb2_grpc
 
+Request = TypeVar("Request", bound=Message)
+Reply = TypeVar("Reply", bound=Message)
+RpcObserver = Callable[[str, str, float, str], None]  # method, side, seconds, status code
+
 
 class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
-    def __init__(self, node: ChordNode, storage: Storage, ready: Callable[[], bool]) -> None:
+    def __init__(self, node: ChordNode, storage: Storage, ready: Callable[[], bool],
+                 streams: link.Streams, observe: RpcObserver | None = None) -> None:
         self.node = node
+        self.streams = streams
         self.storage = storage
         self.ready = ready  # has the node joined a ring?
+        self.observe = observe
+        self.methods: dict[str, tuple[type[Message], Callable[[Any], Awaitable[Message]]]] = {
+            "Info": (cpb.NodeInfoRequest, self.info),
+            "Lookup": (cpb.LookupRequest, self.lookup),
+            "Put": (cpb.PutRequest, self.put),
+            "Get": (cpb.GetRequest, self.get),
+            "Delete": (cpb.DeleteRequest, self.delete),
+        }
 
-    async def _require_ring(self, context: grpc.aio.ServicerContext) -> None:
+    # -- the methods ------------------------------------------------------------------------
+    def _require_ring(self) -> None:
         if not self.ready():
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "node has not joined a ring yet")
+            raise link.Refusal(grpc.StatusCode.UNAVAILABLE, "node has not joined a ring yet")
 
-    async def Info(self, request: cpb.NodeInfoRequest, context: grpc.aio.ServicerContext
-                   ) -> cpb.NodeInfoReply:
+    async def info(self, request: cpb.NodeInfoRequest) -> cpb.NodeInfoReply:
         node, space = self.node, self.node.space
         st = node.state
         return cpb.NodeInfoReply(
@@ -44,19 +62,18 @@ class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
             id_bits=space.bits,
         )
 
-    async def Lookup(self, request: cpb.LookupRequest, context: grpc.aio.ServicerContext
-                     ) -> cpb.LookupReply:
-        await self._require_ring(context)
+    async def lookup(self, request: cpb.LookupRequest) -> cpb.LookupReply:
+        self._require_ring()
         node, space = self.node, self.node.space
         try:
             key = space.from_bytes(request.key_id) if request.key_id else space.hash_key(
                 request.key)
         except IdError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise link.Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         try:
             result = await (node.lookup_iterative(key) if request.iterative else node.lookup(key))
         except LookupFailed as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"lookup failed: {exc}")
+            raise link.Refusal(grpc.StatusCode.UNAVAILABLE, f"lookup failed: {exc}") from None
         return cpb.LookupReply(
             key_id=space.to_bytes(key),
             owner=node_to_pb(space, result.owner),
@@ -64,37 +81,83 @@ class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
             path=nodes_to_pb(space, result.path),
         )
 
-    async def Put(self, request: cpb.PutRequest, context: grpc.aio.ServicerContext
-                  ) -> cpb.PutReply:
-        await self._require_ring(context)
+    async def put(self, request: cpb.PutRequest) -> cpb.PutReply:
+        self._require_ring()
         try:
             owner, version = await self.storage.put(request.key, request.value)
         except StorageError as exc:
-            await _abort_storage(context, exc)
+            raise _storage_refusal(exc) from None
         return cpb.PutReply(owner=node_to_pb(self.node.space, owner), version=version)
 
-    async def Get(self, request: cpb.GetRequest, context: grpc.aio.ServicerContext
-                  ) -> cpb.GetReply:
-        await self._require_ring(context)
+    async def get(self, request: cpb.GetRequest) -> cpb.GetReply:
+        self._require_ring()
         try:
             r = await self.storage.get(request.key)
         except StorageError as exc:
-            await _abort_storage(context, exc)
+            raise _storage_refusal(exc) from None
         return cpb.GetReply(found=r.found, value=r.value, version=r.version,
                             owner=node_to_pb(self.node.space, r.owner))
 
-    async def Delete(self, request: cpb.DeleteRequest, context: grpc.aio.ServicerContext
-                     ) -> cpb.DeleteReply:
-        await self._require_ring(context)
+    async def delete(self, request: cpb.DeleteRequest) -> cpb.DeleteReply:
+        self._require_ring()
         try:
             found, owner = await self.storage.delete(request.key)
         except StorageError as exc:
-            await _abort_storage(context, exc)
+            raise _storage_refusal(exc) from None
         return cpb.DeleteReply(found=found, owner=node_to_pb(self.node.space, owner))
 
+    # -- as unary calls ---------------------------------------------------------------------
+    async def Info(self, request: cpb.NodeInfoRequest, context: grpc.aio.ServicerContext
+                   ) -> cpb.NodeInfoReply:
+        return await _unary(self.info, request, context)
 
-async def _abort_storage(context: grpc.aio.ServicerContext, exc: StorageError) -> NoReturn:
+    async def Lookup(self, request: cpb.LookupRequest, context: grpc.aio.ServicerContext
+                     ) -> cpb.LookupReply:
+        return await _unary(self.lookup, request, context)
+
+    async def Put(self, request: cpb.PutRequest, context: grpc.aio.ServicerContext
+                  ) -> cpb.PutReply:
+        return await _unary(self.put, request, context)
+
+    async def Get(self, request: cpb.GetRequest, context: grpc.aio.ServicerContext
+                  ) -> cpb.GetReply:
+        return await _unary(self.get, request, context)
+
+    async def Delete(self, request: cpb.DeleteRequest, context: grpc.aio.ServicerContext
+                     ) -> cpb.DeleteReply:
+        return await _unary(self.delete, request, context)
+
+    # -- as frames on a stream --------------------------------------------------------------
+    async def Session(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        await self.streams.serve(context, self._dispatch, self._served)
+
+    async def _dispatch(self, name: str, body: bytes) -> bytes:
+        entry = self.methods.get(name)
+        if entry is None:
+            raise link.Refusal(grpc.StatusCode.UNIMPLEMENTED, f"no NodeApi method {name!r}")
+        request_cls, method = entry
+        try:
+            request = request_cls.FromString(body)
+        except DecodeError as exc:
+            raise link.Refusal(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"malformed {name} request: {exc}") from None
+        return (await method(request)).SerializeToString()
+
+    def _served(self, name: str, seconds: float, status: str) -> None:
+        if self.observe is not None:
+            self.observe(name, "server", seconds, status)
+
+
+async def _unary(method: Callable[[Request], Awaitable[Reply]], request: Request,
+                 context: grpc.aio.ServicerContext) -> Reply:
+    try:
+        return await method(request)
+    except link.Refusal as exc:
+        await context.abort(exc.code, exc.detail)
+        raise  # abort raises; this keeps type checkers honest
+
+
+def _storage_refusal(exc: StorageError) -> link.Refusal:
     code = (grpc.StatusCode.UNAVAILABLE if isinstance(exc, StorageUnavailable)
             else grpc.StatusCode.INVALID_ARGUMENT)
-    await context.abort(code, str(exc))
-    raise AssertionError("abort returns only by raising")
+    return link.Refusal(code, str(exc))

@@ -22,57 +22,58 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from chordcast.v1 import link_pb2 as chordcast_dot_v1_dot_link__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63hordcast/v1/chord.proto\x12\x0c\x63hordcast.v1\"#\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\r\n\x0bPingRequest\"-\n\tPingReply\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.Node\";\n\x13GetNeighborsRequest\x12\x14\n\x0cwith_fingers\x18\x01 \x01(\x08\x12\x0e\n\x06sample\x18\x02 \x01(\r\"\xce\x01\n\x11GetNeighborsReply\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\'\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Node\x12&\n\nsuccessors\x18\x03 \x03(\x0b\x32\x12.chordcast.v1.Node\x12#\n\x07\x66ingers\x18\x04 \x03(\x0b\x32\x12.chordcast.v1.Node\x12!\n\x05known\x18\x05 \x03(\x0b\x32\x12.chordcast.v1.Node\"7\n\x0eRectifyRequest\x12%\n\tcandidate\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.Node\"\x0e\n\x0cRectifyReply\"\xb5\x01\n\x0cRouteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\x0b\n\x03\x61pp\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\"\n\x06origin\x18\x05 \x01(\x0b\x32\x12.chordcast.v1.Node\x12 \n\x04path\x18\x06 \x03(\x0b\x32\x12.chordcast.v1.Node\x12\r\n\x05\x66inal\x18\x07 \x01(\x08\x12\x11\n\tbudget_ms\x18\x08 \x01(\r\"\n\n\x08RouteAck\"\x8d\x01\n\x12RouteResultRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12!\n\x05owner\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Node\x12 \n\x04path\x18\x03 \x03(\x0b\x32\x12.chordcast.v1.Node\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\x12\n\x10RouteResultReply\"\x1d\n\x0eNextHopRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"D\n\x0cNextHopReply\x12\x0c\n\x04\x64one\x18\x01 \x01(\x08\x12&\n\ncandidates\x18\x02 \x03(\x0b\x32\x12.chordcast.v1.Node\"\x8a\x01\n\x12LeaveNoticeRequest\x12#\n\x07leaving\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\'\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Node\x12&\n\nsuccessors\x18\x03 \x03(\x0b\x32\x12.chordcast.v1.Node\"\x12\n\x10LeaveNoticeReply\"R\n\x0e\x41ppCallRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\"\n\x06sender\x18\x03 \x01(\x0b\x32\x12.chordcast.v1.Node\"\x1f\n\x0c\x41ppCallReply\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"`\n\rSpreadRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\"\n\x06origin\x18\x03 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\r\n\x05limit\x18\x04 \x01(\x0c\"\x0b\n\tSpreadAck\"_\n\x0eResolveRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\"\n\x06origin\x18\x04 \x01(\x0b\x32\x12.chordcast.v1.Node\"`\n\x0cResolveReply\x12\r\n\x05owner\x18\x01 \x01(\x08\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12!\n\x05hints\x18\x04 \x03(\x0b\x32\x12.chordcast.v1.Node2\xca\x05\n\x05\x43hord\x12:\n\x04Ping\x12\x19.chordcast.v1.PingRequest\x1a\x17.chordcast.v1.PingReply\x12R\n\x0cGetNeighbors\x12!.chordcast.v1.GetNeighborsRequest\x1a\x1f.chordcast.v1.GetNeighborsReply\x12\x43\n\x07Rectify\x12\x1c.chordcast.v1.RectifyRequest\x1a\x1a.chordcast.v1.RectifyReply\x12;\n\x05Route\x12\x1a.chordcast.v1.RouteRequest\x1a\x16.chordcast.v1.RouteAck\x12O\n\x0bRouteResult\x12 .chordcast.v1.RouteResultRequest\x1a\x1e.chordcast.v1.RouteResultReply\x12\x43\n\x07NextHop\x12\x1c.chordcast.v1.NextHopRequest\x1a\x1a.chordcast.v1.NextHopReply\x12O\n\x0bLeaveNotice\x12 .chordcast.v1.LeaveNoticeRequest\x1a\x1e.chordcast.v1.LeaveNoticeReply\x12\x43\n\x07\x41ppCall\x12\x1c.chordcast.v1.AppCallRequest\x1a\x1a.chordcast.v1.AppCallReply\x12>\n\x06Spread\x12\x1b.chordcast.v1.SpreadRequest\x1a\x17.chordcast.v1.SpreadAck\x12\x43\n\x07Resolve\x12\x1c.chordcast.v1.ResolveRequest\x1a\x1a.chordcast.v1.ResolveReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63hordcast/v1/chord.proto\x12\x0c\x63hordcast.v1\x1a\x17\x63hordcast/v1/link.proto\"#\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\r\n\x0bPingRequest\"-\n\tPingReply\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.Node\";\n\x13GetNeighborsRequest\x12\x14\n\x0cwith_fingers\x18\x01 \x01(\x08\x12\x0e\n\x06sample\x18\x02 \x01(\r\"\xce\x01\n\x11GetNeighborsReply\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\'\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Node\x12&\n\nsuccessors\x18\x03 \x03(\x0b\x32\x12.chordcast.v1.Node\x12#\n\x07\x66ingers\x18\x04 \x03(\x0b\x32\x12.chordcast.v1.Node\x12!\n\x05known\x18\x05 \x03(\x0b\x32\x12.chordcast.v1.Node\"7\n\x0eRectifyRequest\x12%\n\tcandidate\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.Node\"\x0e\n\x0cRectifyReply\"\xb5\x01\n\x0cRouteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0b\n\x03key\x18\x02 \x01(\x0c\x12\x0b\n\x03\x61pp\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\"\n\x06origin\x18\x05 \x01(\x0b\x32\x12.chordcast.v1.Node\x12 \n\x04path\x18\x06 \x03(\x0b\x32\x12.chordcast.v1.Node\x12\r\n\x05\x66inal\x18\x07 \x01(\x08\x12\x11\n\tbudget_ms\x18\x08 \x01(\r\"\n\n\x08RouteAck\"\x8d\x01\n\x12RouteResultRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12!\n\x05owner\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Node\x12 \n\x04path\x18\x03 \x03(\x0b\x32\x12.chordcast.v1.Node\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\x12\n\x10RouteResultReply\"\x1d\n\x0eNextHopRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"D\n\x0cNextHopReply\x12\x0c\n\x04\x64one\x18\x01 \x01(\x08\x12&\n\ncandidates\x18\x02 \x03(\x0b\x32\x12.chordcast.v1.Node\"\x8a\x01\n\x12LeaveNoticeRequest\x12#\n\x07leaving\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\'\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Node\x12&\n\nsuccessors\x18\x03 \x03(\x0b\x32\x12.chordcast.v1.Node\"\x12\n\x10LeaveNoticeReply\"R\n\x0e\x41ppCallRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\"\n\x06sender\x18\x03 \x01(\x0b\x32\x12.chordcast.v1.Node\"\x1f\n\x0c\x41ppCallReply\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"`\n\rSpreadRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\"\n\x06origin\x18\x03 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\r\n\x05limit\x18\x04 \x01(\x0c\"\x0b\n\tSpreadAck\"_\n\x0eResolveRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\"\n\x06origin\x18\x04 \x01(\x0b\x32\x12.chordcast.v1.Node\"`\n\x0cResolveReply\x12\r\n\x05owner\x18\x01 \x01(\x08\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12!\n\x05hints\x18\x04 \x03(\x0b\x32\x12.chordcast.v1.Node2\x82\x06\n\x05\x43hord\x12:\n\x04Ping\x12\x19.chordcast.v1.PingRequest\x1a\x17.chordcast.v1.PingReply\x12R\n\x0cGetNeighbors\x12!.chordcast.v1.GetNeighborsRequest\x1a\x1f.chordcast.v1.GetNeighborsReply\x12\x43\n\x07Rectify\x12\x1c.chordcast.v1.RectifyRequest\x1a\x1a.chordcast.v1.RectifyReply\x12;\n\x05Route\x12\x1a.chordcast.v1.RouteRequest\x1a\x16.chordcast.v1.RouteAck\x12O\n\x0bRouteResult\x12 .chordcast.v1.RouteResultRequest\x1a\x1e.chordcast.v1.RouteResultReply\x12\x43\n\x07NextHop\x12\x1c.chordcast.v1.NextHopRequest\x1a\x1a.chordcast.v1.NextHopReply\x12O\n\x0bLeaveNotice\x12 .chordcast.v1.LeaveNoticeRequest\x1a\x1e.chordcast.v1.LeaveNoticeReply\x12\x43\n\x07\x41ppCall\x12\x1c.chordcast.v1.AppCallRequest\x1a\x1a.chordcast.v1.AppCallReply\x12>\n\x06Spread\x12\x1b.chordcast.v1.SpreadRequest\x1a\x17.chordcast.v1.SpreadAck\x12\x43\n\x07Resolve\x12\x1c.chordcast.v1.ResolveRequest\x1a\x1a.chordcast.v1.ResolveReply\x12\x36\n\x04Link\x12\x14.chordcast.v1.Frames\x1a\x14.chordcast.v1.Frames(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chordcast.v1.chord_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_NODE']._serialized_start=42
-  _globals['_NODE']._serialized_end=77
-  _globals['_PINGREQUEST']._serialized_start=79
-  _globals['_PINGREQUEST']._serialized_end=92
-  _globals['_PINGREPLY']._serialized_start=94
-  _globals['_PINGREPLY']._serialized_end=139
-  _globals['_GETNEIGHBORSREQUEST']._serialized_start=141
-  _globals['_GETNEIGHBORSREQUEST']._serialized_end=200
-  _globals['_GETNEIGHBORSREPLY']._serialized_start=203
-  _globals['_GETNEIGHBORSREPLY']._serialized_end=409
-  _globals['_RECTIFYREQUEST']._serialized_start=411
-  _globals['_RECTIFYREQUEST']._serialized_end=466
-  _globals['_RECTIFYREPLY']._serialized_start=468
-  _globals['_RECTIFYREPLY']._serialized_end=482
-  _globals['_ROUTEREQUEST']._serialized_start=485
-  _globals['_ROUTEREQUEST']._serialized_end=666
-  _globals['_ROUTEACK']._serialized_start=668
-  _globals['_ROUTEACK']._serialized_end=678
-  _globals['_ROUTERESULTREQUEST']._serialized_start=681
-  _globals['_ROUTERESULTREQUEST']._serialized_end=822
-  _globals['_ROUTERESULTREPLY']._serialized_start=824
-  _globals['_ROUTERESULTREPLY']._serialized_end=842
-  _globals['_NEXTHOPREQUEST']._serialized_start=844
-  _globals['_NEXTHOPREQUEST']._serialized_end=873
-  _globals['_NEXTHOPREPLY']._serialized_start=875
-  _globals['_NEXTHOPREPLY']._serialized_end=943
-  _globals['_LEAVENOTICEREQUEST']._serialized_start=946
-  _globals['_LEAVENOTICEREQUEST']._serialized_end=1084
-  _globals['_LEAVENOTICEREPLY']._serialized_start=1086
-  _globals['_LEAVENOTICEREPLY']._serialized_end=1104
-  _globals['_APPCALLREQUEST']._serialized_start=1106
-  _globals['_APPCALLREQUEST']._serialized_end=1188
-  _globals['_APPCALLREPLY']._serialized_start=1190
-  _globals['_APPCALLREPLY']._serialized_end=1221
-  _globals['_SPREADREQUEST']._serialized_start=1223
-  _globals['_SPREADREQUEST']._serialized_end=1319
-  _globals['_SPREADACK']._serialized_start=1321
-  _globals['_SPREADACK']._serialized_end=1332
-  _globals['_RESOLVEREQUEST']._serialized_start=1334
-  _globals['_RESOLVEREQUEST']._serialized_end=1429
-  _globals['_RESOLVEREPLY']._serialized_start=1431
-  _globals['_RESOLVEREPLY']._serialized_end=1527
-  _globals['_CHORD']._serialized_start=1530
-  _globals['_CHORD']._serialized_end=2244
+  _globals['_NODE']._serialized_start=67
+  _globals['_NODE']._serialized_end=102
+  _globals['_PINGREQUEST']._serialized_start=104
+  _globals['_PINGREQUEST']._serialized_end=117
+  _globals['_PINGREPLY']._serialized_start=119
+  _globals['_PINGREPLY']._serialized_end=164
+  _globals['_GETNEIGHBORSREQUEST']._serialized_start=166
+  _globals['_GETNEIGHBORSREQUEST']._serialized_end=225
+  _globals['_GETNEIGHBORSREPLY']._serialized_start=228
+  _globals['_GETNEIGHBORSREPLY']._serialized_end=434
+  _globals['_RECTIFYREQUEST']._serialized_start=436
+  _globals['_RECTIFYREQUEST']._serialized_end=491
+  _globals['_RECTIFYREPLY']._serialized_start=493
+  _globals['_RECTIFYREPLY']._serialized_end=507
+  _globals['_ROUTEREQUEST']._serialized_start=510
+  _globals['_ROUTEREQUEST']._serialized_end=691
+  _globals['_ROUTEACK']._serialized_start=693
+  _globals['_ROUTEACK']._serialized_end=703
+  _globals['_ROUTERESULTREQUEST']._serialized_start=706
+  _globals['_ROUTERESULTREQUEST']._serialized_end=847
+  _globals['_ROUTERESULTREPLY']._serialized_start=849
+  _globals['_ROUTERESULTREPLY']._serialized_end=867
+  _globals['_NEXTHOPREQUEST']._serialized_start=869
+  _globals['_NEXTHOPREQUEST']._serialized_end=898
+  _globals['_NEXTHOPREPLY']._serialized_start=900
+  _globals['_NEXTHOPREPLY']._serialized_end=968
+  _globals['_LEAVENOTICEREQUEST']._serialized_start=971
+  _globals['_LEAVENOTICEREQUEST']._serialized_end=1109
+  _globals['_LEAVENOTICEREPLY']._serialized_start=1111
+  _globals['_LEAVENOTICEREPLY']._serialized_end=1129
+  _globals['_APPCALLREQUEST']._serialized_start=1131
+  _globals['_APPCALLREQUEST']._serialized_end=1213
+  _globals['_APPCALLREPLY']._serialized_start=1215
+  _globals['_APPCALLREPLY']._serialized_end=1246
+  _globals['_SPREADREQUEST']._serialized_start=1248
+  _globals['_SPREADREQUEST']._serialized_end=1344
+  _globals['_SPREADACK']._serialized_start=1346
+  _globals['_SPREADACK']._serialized_end=1357
+  _globals['_RESOLVEREQUEST']._serialized_start=1359
+  _globals['_RESOLVEREQUEST']._serialized_end=1454
+  _globals['_RESOLVEREPLY']._serialized_start=1456
+  _globals['_RESOLVEREPLY']._serialized_end=1552
+  _globals['_CHORD']._serialized_start=1555
+  _globals['_CHORD']._serialized_end=2325
 # @@protoc_insertion_point(module_scope)

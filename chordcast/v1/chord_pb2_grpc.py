@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from chordcast.v1 import chord_pb2 as chordcast_dot_v1_dot_chord__pb2
+from chordcast.v1 import link_pb2 as chordcast_dot_v1_dot_link__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -84,6 +85,11 @@ class ChordStub:
                 request_serializer=chordcast_dot_v1_dot_chord__pb2.ResolveRequest.SerializeToString,
                 response_deserializer=chordcast_dot_v1_dot_chord__pb2.ResolveReply.FromString,
                 _registered_method=True)
+        self.Link = channel.stream_stream(
+                '/chordcast.v1.Chord/Link',
+                request_serializer=chordcast_dot_v1_dot_link__pb2.Frames.SerializeToString,
+                response_deserializer=chordcast_dot_v1_dot_link__pb2.Frames.FromString,
+                _registered_method=True)
 
 
 class ChordServicer:
@@ -149,6 +155,13 @@ class ChordServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Link(self, request_iterator, context):
+        """Every method above, as frames on one stream per peer (what nodes use among themselves).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChordServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +214,11 @@ def add_ChordServicer_to_server(servicer, server):
                     servicer.Resolve,
                     request_deserializer=chordcast_dot_v1_dot_chord__pb2.ResolveRequest.FromString,
                     response_serializer=chordcast_dot_v1_dot_chord__pb2.ResolveReply.SerializeToString,
+            ),
+            'Link': grpc.stream_stream_rpc_method_handler(
+                    servicer.Link,
+                    request_deserializer=chordcast_dot_v1_dot_link__pb2.Frames.FromString,
+                    response_serializer=chordcast_dot_v1_dot_link__pb2.Frames.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -473,6 +491,33 @@ class Chord:
             '/chordcast.v1.Chord/Resolve',
             chordcast_dot_v1_dot_chord__pb2.ResolveRequest.SerializeToString,
             chordcast_dot_v1_dot_chord__pb2.ResolveReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Link(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/chordcast.v1.Chord/Link',
+            chordcast_dot_v1_dot_link__pb2.Frames.SerializeToString,
+            chordcast_dot_v1_dot_link__pb2.Frames.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,5 @@
 from chordcast.v1 import chord_pb2 as _chord_pb2
+from chordcast.v1 import link_pb2 as _link_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message

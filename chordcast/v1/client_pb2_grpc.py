@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from chordcast.v1 import client_pb2 as chordcast_dot_v1_dot_client__pb2
+from chordcast.v1 import link_pb2 as chordcast_dot_v1_dot_link__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -59,6 +60,11 @@ class NodeApiStub:
                 request_serializer=chordcast_dot_v1_dot_client__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=chordcast_dot_v1_dot_client__pb2.DeleteReply.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/chordcast.v1.NodeApi/Session',
+                request_serializer=chordcast_dot_v1_dot_link__pb2.Frames.SerializeToString,
+                response_deserializer=chordcast_dot_v1_dot_link__pb2.Frames.FromString,
+                _registered_method=True)
 
 
 class NodeApiServicer:
@@ -94,6 +100,14 @@ class NodeApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Session(self, request_iterator, context):
+        """The methods above as frames on one stream (what chordcast.Client uses): one stream per node
+        instead of one HTTP/2 call per request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeApiServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +135,11 @@ def add_NodeApiServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=chordcast_dot_v1_dot_client__pb2.DeleteRequest.FromString,
                     response_serializer=chordcast_dot_v1_dot_client__pb2.DeleteReply.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=chordcast_dot_v1_dot_link__pb2.Frames.FromString,
+                    response_serializer=chordcast_dot_v1_dot_link__pb2.Frames.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +277,33 @@ class NodeApi:
             '/chordcast.v1.NodeApi/Delete',
             chordcast_dot_v1_dot_client__pb2.DeleteRequest.SerializeToString,
             chordcast_dot_v1_dot_client__pb2.DeleteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/chordcast.v1.NodeApi/Session',
+            chordcast_dot_v1_dot_link__pb2.Frames.SerializeToString,
+            chordcast_dot_v1_dot_link__pb2.Frames.FromString,
             options,
             channel_credentials,
             insecure,

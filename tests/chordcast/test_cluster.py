@@ -4,21 +4,15 @@ answer lookups as the oracle does, and leave gracefully on SIGTERM."""
 from __future__ import annotations
 
 import bisect
-import os
 import random
-import select
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from chordcast.blocking import BlockingClient
-from chordcast.localring import READY, LocalRing
+from chordcast.localring import LocalRing
 from chordcast.results import ClientError
 
 pytestmark = pytest.mark.slow
@@ -27,37 +21,6 @@ CLUSTER_NODES = 64
 OTHER_NODES = 8
 START_TIMEOUT = 40.0
 EXIT_TIMEOUT = 20.0
-
-
-def start_cluster(nodes: int, log: Path) -> tuple[subprocess.Popen[bytes], list[str]]:
-    """A `chordcast cluster` process and its nodes' addresses, once it reports ready."""
-    cmd = [sys.executable, "-m", "chordcast", "cluster", "--nodes", str(nodes),
-           "--listen", "127.0.0.1:0"]
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert proc.stdout is not None
-    out, deadline = b"", time.monotonic() + START_TIMEOUT
-    ready = f"cluster of {nodes} nodes ready\n".encode()
-    while not out.endswith(ready):
-        remaining = deadline - time.monotonic()
-        readable, _, _ = select.select([proc.stdout], [], [], max(remaining, 0))
-        chunk = os.read(proc.stdout.fileno(), 65536) if readable else b""
-        if not chunk:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"cluster not ready within {START_TIMEOUT:g}s: {out.decode()[-300:]}"
-                        f"{log.read_text()[-1000:]}")
-        out += chunk
-    lines = out.decode().splitlines()
-    assert len(lines) == nodes + 1
-    addresses = []
-    for line in lines[:-1]:
-        match = READY.search(line)
-        assert match is not None and line.startswith("chordcast node "), line
-        addresses.append(match.group(1))
-    assert len(set(addresses)) == nodes
-    return proc, addresses
 
 
 def oracle_order(ring: LocalRing, addresses: list[str]) -> list[str]:
@@ -101,9 +64,9 @@ def views(ring: LocalRing) -> str:
 
 
 def test_a_cluster_process_and_node_processes_form_one_ring_and_leave_cleanly() -> None:
-    log = Path(tempfile.mkdtemp(prefix="chordcast-cluster-")) / "cluster.log"
-    proc, cluster = start_cluster(CLUSTER_NODES, log)
     ring = LocalRing()
+    started = ring.start_cluster(CLUSTER_NODES, timeout=START_TIMEOUT)
+    proc, cluster, log = started.proc, started.addresses, started.log
     try:
         others = [ring.spawn(join=random.sample(cluster, 2)) for _ in range(OTHER_NODES)]
         for node in others:
@@ -131,11 +94,6 @@ def test_a_cluster_process_and_node_processes_form_one_ring_and_leave_cleanly() 
         remaining = oracle_order(ring, [n.address for n in others])
         assert walk_matches(remaining[0], remaining)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
         ring.stop()
     ring.check_logs()
     text = log.read_text()

@@ -58,3 +58,30 @@ def test_health_is_serving_only_after_joining_and_reflection_lists_services() ->
     finally:
         ring.stop()
     ring.check_logs()
+
+
+def test_every_node_method_still_answers_as_a_plain_unary_call() -> None:
+    """The client library talks over streams (Session, Link); thin clients and tools like
+    grpcurl call the same methods one by one, with the same answers and status codes."""
+    from chordcast.v1 import chord_pb2, chord_pb2_grpc, client_pb2, client_pb2_grpc
+
+    ring = LocalRing()
+    with ring.running(3):
+        address = ring.live()[0].address
+        with grpc.insecure_channel(address) as ch:
+            api = client_pb2_grpc.NodeApiStub(ch)
+            info = api.Info(client_pb2.NodeInfoRequest(), timeout=5)
+            assert info.node.address == address and info.successors
+            put = api.Put(client_pb2.PutRequest(key="k", value=b"v"), timeout=5)
+            got = api.Get(client_pb2.GetRequest(key="k"), timeout=5)
+            assert (got.found, got.value, got.version) == (True, b"v", put.version)
+            looked = api.Lookup(client_pb2.LookupRequest(key="k"), timeout=5)
+            assert looked.owner.address == got.owner.address == put.owner.address
+            assert api.Delete(client_pb2.DeleteRequest(key="k"), timeout=5).found
+            assert not api.Get(client_pb2.GetRequest(key="k"), timeout=5).found
+            with pytest.raises(grpc.RpcError) as bad:
+                api.Lookup(client_pb2.LookupRequest(key_id=b"\x01"), timeout=5)
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+            pong = chord_pb2_grpc.ChordStub(ch).Ping(chord_pb2.PingRequest(), timeout=5)
+            assert pong.node.address == address
+    ring.check_logs()
