@@ -60,14 +60,20 @@ async def _load(addresses: list[str], count: int, in_flight: int) -> dict[str, f
     return result
 
 
+# Idle is measured once the ring has been quiet this long: the stabilization interval backs
+# off (doubling every 4 quiet rounds, 0.5 s up to 4 s) in about 14 s after the last change.
+SETTLE_SECONDS = 16.0
+
+
 def measure(nodes: int, count: int, in_flight: int = 16, idle_seconds: float = 10.0,
-            extra: list[str] | None = None) -> dict[str, float]:
+            extra: list[str] | None = None, settle_seconds: float = SETTLE_SECONDS
+            ) -> dict[str, float]:
     ring = LocalRing(extra_args=["--log-level", "warning", *(extra or [])])
     with ring.running(nodes, timeout=120):
         time.sleep(3)  # fingers and location caches fill
         result: dict[str, float] = {"nodes": nodes}
         result.update(asyncio.run(_load([n.address for n in ring.live()], count, in_flight)))
-        time.sleep(2)
+        time.sleep(settle_seconds)
         pids = [n.proc.pid for n in ring.live()]
         result["idle_cpu_percent_per_node"] = idle_cpu_percent(pids, idle_seconds)
         result["rss_mib_per_node"] = statistics.mean(rss_mib(p) for p in pids)

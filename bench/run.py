@@ -144,7 +144,8 @@ def main() -> None:
     }
     result["echo"] = echo.measure(sequential=count, concurrent=2 * count)
     result["kademlia"] = None if args.smoke else peer(32, count)
-    result["chordcast"] = {str(n): dht.measure(n, count, idle_seconds=2 if args.smoke else 10)
+    result["chordcast"] = {str(n): dht.measure(n, count, idle_seconds=2 if args.smoke else 10,
+                                               settle_seconds=1 if args.smoke else 16)
                            for n in sizes}
     result["cluster"] = (cluster.measure(2, 4, 20, idle_seconds=1) if args.smoke
                          else cluster.measure(4, 64, 200))

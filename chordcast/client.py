@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import grpc
@@ -111,6 +111,7 @@ class Client:
         self._space: IdSpace | None = None
         self.ring_aware = ring_aware
         self._view: list[tuple[int, str]] | None = None  # (id, address) sorted, as last seen
+        self._view_ids: list[int] = []  # the ids of _view, for bisect
 
     async def __aenter__(self) -> Client:
         return self
@@ -284,11 +285,19 @@ class Client:
         space = await self.space()
         if self._view is None:
             infos = await self.ring(limit=RING_VIEW_LIMIT)
-            self._view = sorted((int(i.node.id, 16), i.node.address) for i in infos)
+            self._set_view((int(i.node.id, 16), i.node.address) for i in infos)
         if not self._view:
             return None
-        ids = [i for i, _ in self._view]
-        return self._view[bisect.bisect_left(ids, space.hash_key(key)) % len(ids)][1]
+        return self._view[self._view_at(space.hash_key(key))][1]
+
+    def _view_at(self, key_id: int) -> int:
+        """The index of the key's owner in the view: the first node at or after the key."""
+        assert self._view
+        return bisect.bisect_left(self._view_ids, key_id) % len(self._view_ids)
+
+    def _set_view(self, entries: Iterable[tuple[int, str]]) -> None:
+        self._view = sorted(set(entries))
+        self._view_ids = [i for i, _ in self._view]
 
     async def _correct_view(self, key: str, owner: chord_pb2.Node) -> None:
         """The node that answered is the key's owner now: no live node lies between the key
@@ -297,15 +306,17 @@ class Client:
             return
         space = await self.space()
         kid, oid = space.hash_key(key), int.from_bytes(owner.id, "big")
+        if self._view and self._view[self._view_at(kid)] == (oid, owner.address):
+            return  # the view already says so (the common case: nothing to rebuild)
         dist = space.distance
-        self._view = sorted({
+        self._set_view({
             *((i, a) for i, a in self._view if a != owner.address
               and not (dist(kid, i) < dist(kid, oid))),
             (oid, owner.address)})
 
     def _drop(self, address: str) -> None:
         if self._view is not None:
-            self._view = [(i, a) for i, a in self._view if a != address]
+            self._set_view((i, a) for i, a in self._view if a != address)
 
     # -- groups -----------------------------------------------------------------------------
     async def create(self, name: str, creator: str = "") -> CreatedGroup:
