@@ -13,6 +13,7 @@ import statistics
 import time
 
 from bench.common import cpu_seconds, percentile, rss_mib, timed
+from bench.dht import SETTLE_SECONDS
 from chordcast import Client
 from chordcast.localring import LocalRing
 
@@ -52,13 +53,14 @@ async def _lookups(ring: LocalRing, order: list[str], count: int) -> dict[str, f
 
 
 def measure(processes: int = 4, per_process: int = 64, lookups: int = 200,
-            idle_seconds: float = 10.0) -> dict[str, float]:
+            idle_seconds: float = 10.0, settle_seconds: float = SETTLE_SECONDS
+            ) -> dict[str, float]:
     """One event loop for the whole measurement: grpc.aio wants one per process."""
-    return asyncio.run(_measure(processes, per_process, lookups, idle_seconds))
+    return asyncio.run(_measure(processes, per_process, lookups, idle_seconds, settle_seconds))
 
 
-async def _measure(processes: int, per_process: int, lookups: int, idle_seconds: float
-                   ) -> dict[str, float]:
+async def _measure(processes: int, per_process: int, lookups: int, idle_seconds: float,
+                   settle_seconds: float) -> dict[str, float]:
     ring = LocalRing(extra_args=["--log-level", "warning"])
     total = processes * per_process
     started = time.monotonic()
@@ -84,7 +86,7 @@ async def _measure(processes: int, per_process: int, lookups: int, idle_seconds:
                                     "formed_seconds": formed}
         await asyncio.sleep(5)  # location caches fill
         result.update(await _lookups(ring, order, lookups))
-        await asyncio.sleep(5)
+        await asyncio.sleep(settle_seconds)
         pids = [c.proc.pid for c in ring.clusters]
         before = [cpu_seconds(p) for p in pids]
         t0 = time.monotonic()

@@ -147,7 +147,8 @@ def main() -> None:
     result["chordcast"] = {str(n): dht.measure(n, count, idle_seconds=2 if args.smoke else 10,
                                                settle_seconds=1 if args.smoke else 16)
                            for n in sizes}
-    result["cluster"] = (cluster.measure(2, 4, 20, idle_seconds=1) if args.smoke
+    result["cluster"] = (cluster.measure(2, 4, 20, idle_seconds=1, settle_seconds=1)
+                         if args.smoke
                          else cluster.measure(4, 64, 200))
     result["multicast"] = None if args.smoke else mcast.measure(8, 300)
     result["ratios"] = ratios(result)
