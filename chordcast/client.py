@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import secrets
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -50,6 +51,7 @@ from chordcast.v1 import mcast_pb2 as mpb
 MESSAGE_LIMIT = 8 << 20
 MAX_RING_WALK = 100_000
 RING_VIEW_LIMIT = 4096  # nodes a ring-aware client walks to learn the ring
+SEND_ATTEMPTS = 3  # a send that timed out or lost its node is retried (same message id)
 _OPTIONS = [("grpc.max_send_message_length", MESSAGE_LIMIT),
             ("grpc.max_receive_message_length", MESSAGE_LIMIT)]
 # A subscription's stream that ends with one of these is resumed at another node.
@@ -337,10 +339,25 @@ class Client:
         return int(r.left)
 
     async def send(self, name: str, payload: bytes | str, sender: str = "") -> int:
-        """Multicast; returns the sequence number the root gave the message."""
-        r = await self._mcast("Send", mpb.SendRequest(name=name, payload=_payload(payload),
-                                                      sender=sender))
-        return int(r.seq)
+        """Multicast; returns the sequence number the root gave the message.
+
+        The message carries an id chosen here, so a send that timed out or lost its node is
+        retried through the next node without risk: the root stamps one id once, and the
+        retry gets the number the first attempt got."""
+        request = mpb.SendRequest(name=name, payload=_payload(payload), sender=sender,
+                                  message_id=secrets.token_hex(16))
+        last: ClientError | None = None
+        for _ in range(SEND_ATTEMPTS):
+            try:
+                r = await self._mcast("Send", request)
+                return int(r.seq)
+            except ClientError as exc:
+                if exc.code not in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+                    raise
+                last = exc
+                self.current = (self.current + 1) % len(self.addresses)
+        assert last is not None
+        raise last
 
     async def destroy(self, name: str, token: str) -> None:
         await self._mcast("Destroy", mpb.DestroyGroupRequest(name=name, token=token))
@@ -391,7 +408,8 @@ def _info(g: mpb.GroupInfo) -> GroupInfo:
 
 
 class Subscription:
-    """An attached member: iterate it for messages; it reconnects and resumes on its own."""
+    """An attached member: iterate it for messages; it reconnects and resumes on its own,
+    giving up after `max_reconnects` failed reconnects in a row."""
 
     def __init__(self, client: Client, name: str, member: str, resume_after: int | None,
                  max_reconnects: int = 20) -> None:
@@ -487,6 +505,7 @@ class Subscription:
                 client.current = (client.current + 1) % len(client.addresses)
                 await asyncio.sleep(min(1.0, 0.1 * self.reconnects))
                 continue
+            self.reconnects = 0  # the budget is for failures in a row, not for a lifetime
             msg = GroupMessage(KIND_NAMES.get(e.kind, "message"), e.group, e.seq, e.payload,
                                e.sender, e.ts_ms / 1000, e.last_seq)
             if msg.kind == "message":

@@ -50,6 +50,8 @@ from mcast.repair import Repair
 from mcast.roots import Roots
 from mcast.tree import ANYCAST, Event, GroupState, Member, RootState, TreeRole
 
+MAX_MESSAGE_ID = 128  # characters; a client's id is opaque to us, but bounded
+
 __all__ = ["APP", "MAX_PAYLOAD", "GroupSummary", "McastError", "Scribe", "ScribeConfig",
            "check_name", "check_payload"]
 
@@ -211,12 +213,18 @@ class Scribe:
         g.members.pop(member.id, None)
         await self._repair.prune_if_idle(g)
 
-    async def send(self, name: str, payload: bytes, sender: str = "") -> int:
-        """Multicast: to the root for a sequence number, then down the tree."""
+    async def send(self, name: str, payload: bytes, sender: str = "", message_id: str = ""
+                   ) -> int:
+        """Multicast: to the root for a sequence number, then down the tree. A send that
+        carries the `message_id` of one the root already stamped gets that number again and
+        is not delivered twice (a client retrying through another access node)."""
         check_name(name)
         check_payload(payload)
-        self._next_message += 1
-        message_id = f"{self.me.address}/{self._next_message}/{self.rng.getrandbits(32):x}"
+        if len(message_id) > MAX_MESSAGE_ID:
+            raise McastError("invalid", f"message id longer than {MAX_MESSAGE_ID} characters")
+        if not message_id:
+            self._next_message += 1
+            message_id = f"{self.me.address}/{self._next_message}/{self.rng.getrandbits(32):x}"
         op = mpb.McastRouted(publish=mpb.PublishOp(name=name, payload=payload,
                                                    sender=sender or self.me.address,
                                                    message_id=message_id))

@@ -122,7 +122,8 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
     async def Send(self, request: mpb.SendRequest, context: Any) -> mpb.SendReply:
         await self._check(context)
         try:
-            seq = await self.scribe.send(request.name, request.payload, request.sender)
+            seq = await self.scribe.send(request.name, request.payload, request.sender,
+                                         request.message_id)
         except McastError as exc:
             await _abort(context, exc)
         return mpb.SendReply(seq=seq)

@@ -313,14 +313,16 @@ class LeaveGroupReply(_message.Message):
     def __init__(self, left: _Optional[int] = ...) -> None: ...
 
 class SendRequest(_message.Message):
-    __slots__ = ("name", "payload", "sender")
+    __slots__ = ("name", "payload", "sender", "message_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     payload: bytes
     sender: str
-    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ...) -> None: ...
+    message_id: str
+    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., message_id: _Optional[str] = ...) -> None: ...
 
 class SendReply(_message.Message):
     __slots__ = ("seq",)
