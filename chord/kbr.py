@@ -146,11 +146,14 @@ class Kbr:
             raise ValueError(f"application {app.name!r} registered twice")
         self.apps[app.name] = app
 
-    async def route(self, key: int, app: str, payload: bytes) -> RouteResult:
-        """Deliver to `app` at the owner of `key`. An application whose `one_hop` is true
-        needs no forward upcall on the way, so the location cache may take it there in one
-        hop; for the others every hop sees the message (Scribe builds its trees so)."""
-        one_hop = bool(getattr(self.apps.get(app), "one_hop", False))
+    async def route(self, key: int, app: str, payload: bytes, one_hop: bool | None = None
+                    ) -> RouteResult:
+        """Deliver to `app` at the owner of `key`. A message that needs no forward upcall on
+        the way may be taken there in one hop from the location cache (`one_hop`; by default
+        the application's `one_hop` attribute); for the others every hop sees the message
+        (Scribe builds its trees so)."""
+        if one_hop is None:
+            one_hop = bool(getattr(self.apps.get(app), "one_hop", False))
         return await self.node.route(key, app, payload, one_hop)
 
     async def send(self, node: NodeRef, app: str, payload: bytes) -> bytes:

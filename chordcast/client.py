@@ -60,6 +60,8 @@ _RECONNECT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.Statu
               grpc.StatusCode.INTERNAL}
 # The client library's NodeApi calls travel as frames on one Session stream per node.
 NODE_SESSION = f"/{cpb.DESCRIPTOR.services_by_name['NodeApi'].full_name}/Session"
+MCAST_SESSION = f"/{mpb.DESCRIPTOR.services_by_name['Multicast'].full_name}/Session"
+MCAST_REPLIES: dict[str, Any] = {"Send": mpb.SendReply}  # Multicast methods on its Session
 NODE_REPLIES: dict[str, Any] = {"Info": cpb.NodeInfoReply, "Lookup": cpb.LookupReply,
                                 "Put": cpb.PutReply, "Get": cpb.GetReply,
                                 "Delete": cpb.DeleteReply}
@@ -139,20 +141,23 @@ class Client:
     def multicast_stub(self, address: str) -> mcast_pb2_grpc.MulticastStub:
         return mcast_pb2_grpc.MulticastStub(self._channel(address))
 
-    def _session(self, address: str) -> link.Link:
-        session = self._sessions.get(address)
+    def _session(self, address: str, path: str = NODE_SESSION) -> link.Link:
+        session = self._sessions.get(f"{path} {address}")
         if session is None:
-            session = self._sessions[address] = link.Link(self._channel(address), NODE_SESSION)
+            session = link.Link(self._channel(address), path)
+            self._sessions[f"{path} {address}"] = session
         return session
 
     async def _call(self, service: str, method: str, request: Any, address: str) -> Any:
         """One call to one node; raises ClientError, with `unreachable` set when the node
         could not be reached at all."""
         try:
-            if service == "node":
-                body = await self._session(address).call(method, request.SerializeToString(),
-                                                         self.timeout)
-                return NODE_REPLIES[method].FromString(body)
+            if service == "node" or method in MCAST_REPLIES:
+                path, replies = ((NODE_SESSION, NODE_REPLIES) if service == "node"
+                                 else (MCAST_SESSION, MCAST_REPLIES))
+                body = await self._session(address, path).call(
+                    method, request.SerializeToString(), self.timeout)
+                return replies[method].FromString(body)
             return await getattr(self.multicast_stub(address), method)(request,
                                                                        timeout=self.timeout)
         except link.LinkError as exc:

@@ -18,9 +18,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from chordcast.v1 import link_pb2
 
@@ -54,6 +55,11 @@ class LinkError(Exception):
         self.code = code
         self.detail = detail
 
+
+Request = TypeVar("Request", bound=Message)
+Reply = TypeVar("Reply", bound=Message)
+# A service's methods as a stream serves them: name -> (request class, request -> reply).
+Methods = dict[str, tuple[type[Message], Callable[[Any], Awaitable[Message]]]]
 
 FRAMES = link_pb2.Frames
 _DEADLINE_EXCEEDED = link_pb2.Frame(code=grpc.StatusCode.DEADLINE_EXCEEDED.value[0],
@@ -319,3 +325,31 @@ class Streams:
             for task in running:
                 task.cancel()
             batcher.close()
+
+
+def dispatcher(service: str, methods: Methods) -> Dispatch:
+    """A Dispatch that decodes each frame's request for `methods[frame.method]`."""
+
+    async def dispatch(name: str, body: bytes) -> bytes:
+        entry = methods.get(name)
+        if entry is None:
+            raise Refusal(grpc.StatusCode.UNIMPLEMENTED, f"no {service} method {name!r}")
+        request_cls, method = entry
+        try:
+            request = request_cls.FromString(body)
+        except DecodeError as exc:
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"malformed {name} request: {exc}") from None
+        return (await method(request)).SerializeToString()
+
+    return dispatch
+
+
+async def unary(method: Callable[[Request], Awaitable[Reply]], request: Request,
+                context: grpc.aio.ServicerContext) -> Reply:
+    """Serve one method written for streams (it refuses with Refusal) as a unary call."""
+    try:
+        return await method(request)
+    except Refusal as exc:
+        await context.abort(exc.code, exc.detail)
+        raise  # abort raises; this keeps type checkers honest

@@ -117,7 +117,8 @@ class NodeServer:
                             self.metrics.rpc),
             self.server)
         mcast_pb2_grpc.add_MulticastServicer_to_server(
-            MulticastServicer(self.scribe, lambda: self.in_ring), self.server)
+            MulticastServicer(self.scribe, lambda: self.in_ring, self.streams, self.metrics.rpc),
+            self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, NODE_API, MULTICAST, HEALTH, reflection.SERVICE_NAME],

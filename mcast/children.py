@@ -15,14 +15,18 @@ from mcast.core import SEND_BATCH, ScribeCore, direct_reply
 from mcast.tree import ENDED, Child, Event, GroupState
 
 CHILD_QUEUE_LIMIT = 10_000
+PUSH_WINDOW = 32  # batches in flight to one child: a push need not wait for the last one's ack
 
 
 class _ChildLink:
-    """Messages to one child go in order, in batches, one call at a time (like a stream)."""
+    """Messages to one child go in order, in batches, up to PUSH_WINDOW batches in flight
+    (like a stream with a window). The first batch to a new child goes alone: until it has
+    taken one, it may not know where its stream starts, and must not see a later batch first."""
 
     def __init__(self) -> None:
         self.queue: deque[mpb.GroupMessage] = deque()
-        self.busy = False
+        self.in_flight = 0
+        self.closed = False  # dropped: pushes still in flight must not touch what follows
 
 
 class Children:
@@ -55,34 +59,47 @@ class Children:
             # A child this far behind is dropped; it re-joins and repairs from the archive.
             self.drop_child(g, child.address)
             return
-        if not link.busy:
-            link.busy = True
-            self.core.kbr.spawn(self._drain(g.name, child, link))
+        self._pump(g.name, child, link)
 
-    async def _drain(self, name: str, child: NodeRef, link: _ChildLink) -> None:
+    def _pump(self, name: str, child: NodeRef, link: _ChildLink) -> None:
+        g = self.core.groups.get(name)
+        entry = g.children.get(child.address) if g is not None else None
+        window = PUSH_WINDOW if entry is not None and entry.positioned else 1
+        while link.queue and link.in_flight < window:
+            batch = [link.queue.popleft() for _ in range(min(SEND_BATCH, len(link.queue)))]
+            link.in_flight += 1
+            self.core.kbr.spawn(self._push(name, child, link, batch))
+
+    async def _push(self, name: str, child: NodeRef, link: _ChildLink,
+                    batch: list[mpb.GroupMessage]) -> None:
         try:
-            while link.queue:
-                batch = [link.queue.popleft() for _ in range(min(SEND_BATCH, len(link.queue)))]
-                try:
-                    reply = await self.core.send(child, mpb.McastDirect(
-                        data=mpb.DataOp(name=name, messages=batch)))
-                except (PeerUnavailable, RemoteError):
-                    reply = mpb.McastDirectReply(unknown=True)
-                if reply.unknown:
-                    g = self.core.groups.get(name)
-                    if g is not None:
-                        self.drop_child(g, child.address)
-                    return
-                self.core.kbr.observer.mcast("forwarded", len(batch))
-        finally:
-            link.busy = False
-            if not link.queue:
-                self._links.pop((name, child.address), None)
+            reply = await self.core.send(child, mpb.McastDirect(
+                data=mpb.DataOp(name=name, messages=batch)))
+        except (PeerUnavailable, RemoteError):
+            reply = mpb.McastDirectReply(unknown=True)
+        link.in_flight -= 1
+        if link.closed:
+            return  # dropped meanwhile; a newer link (if any) is not ours to touch
+        key = (name, child.address)
+        if reply.unknown:
+            g = self.core.groups.get(name)
+            if g is not None:
+                self.drop_child(g, child.address)
+            return
+        g = self.core.groups.get(name)
+        entry = g.children.get(child.address) if g is not None else None
+        if entry is not None:
+            entry.positioned = True
+        self.core.kbr.observer.mcast("forwarded", len(batch))
+        self._pump(name, child, link)
+        if not link.queue and not link.in_flight and self._links.get(key) is link:
+            del self._links[key]
 
     def drop_child(self, g: GroupState, address: str) -> None:
         g.children.pop(address, None)
         link = self._links.pop((g.name, address), None)
         if link is not None:
+            link.closed = True
             link.queue.clear()
 
     # ------------------------------------------------------------ adopting children
@@ -132,6 +149,8 @@ class Children:
             member.on_event(Event(ENDED, name))
         children = list(g.children.values())
         for child in children:
-            self._links.pop((name, child.node.address), None)
+            link = self._links.pop((name, child.node.address), None)
+            if link is not None:
+                link.closed = True
         await asyncio.gather(*(self.core.send_quietly(c.node, mpb.McastDirect(end=name))
                                for c in children))

@@ -25,6 +25,9 @@ MAX_NAME = 256
 SEND_BATCH = 64
 
 
+FORWARDED_OPS = frozenset({"join", "anycast"})  # routed ops with a forward upcall at each hop
+
+
 class McastError(Exception):
     """A refused or failed group operation; `code` is one of the CODES."""
 
@@ -113,8 +116,11 @@ class ScribeCore:
     # ------------------------------------------------------------ messaging
     async def route(self, name: str, op: mpb.McastRouted) -> tuple[mpb.McastReply, NodeRef]:
         """A request to the group's root; its error answer is raised as McastError."""
+        # Only JOIN and ANYCAST act on the way (they build or search the tree); everything
+        # else goes to the root in one hop when the location cache knows it.
+        one_hop = op.WhichOneof("op") not in FORWARDED_OPS
         try:
-            result = await self.kbr.route(self.gid(name), APP, op.SerializeToString())
+            result = await self.kbr.route(self.gid(name), APP, op.SerializeToString(), one_hop)
         except LookupFailed as exc:
             raise McastError("unavailable", f"cannot reach the root of {name!r}: {exc}") from None
         answer = mpb.McastReply.FromString(result.payload)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections import deque
+from dataclasses import dataclass, field
 
 from chord.ids import between_right
 from chord.kbr import NeighborChange
@@ -21,10 +23,31 @@ from mcast.tree import RootState
 log = logging.getLogger(__name__)
 
 
+COMMIT_BATCH = 256  # messages copied to the replicas in one go
+COMMIT_WINDOW = 32  # batches on their way to the replicas at once
+
+
+def _settle(future: asyncio.Future[bool], ok: bool) -> None:
+    if not future.done():
+        future.set_result(ok)
+
+
+@dataclass
+class _Pipeline:
+    """A group's messages on their way from the stamp to the replicas, in order."""
+
+    sent: int  # the last number handed to a copy
+    in_flight: deque[tuple[list[mpb.GroupMessage], asyncio.Task[bool]]] = field(
+        default_factory=deque)
+    waiters: dict[int, asyncio.Future[bool]] = field(default_factory=dict)  # seq -> outcome
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class Roots:
     def __init__(self, core: ScribeCore, children: Children) -> None:
         self.core = core
         self.children = children
+        self._pipes: dict[str, _Pipeline] = {}  # groups whose replication is running
 
     # ------------------------------------------------------------ promotion and copies
     async def root(self, name: str) -> RootState | None:
@@ -40,6 +63,7 @@ class Roots:
         if replica is None:
             return None
         core.replicas.pop(name, None)
+        replica.committed = replica.counter  # a copy holds only what its root committed
         core.roots[name] = replica
         g = core.group(name)
         g.is_root, g.parent = True, None
@@ -125,21 +149,89 @@ class Roots:
         if root is None:
             return reply(error=f"no group named {op.name!r}", code="not_found")
         check_payload(op.payload)
+        if root.counter - root.committed >= max(1, root.archive.maxlen or 1) // 2:
+            # Stamped messages wait in the archive until they are committed: never so many
+            # that the archive would drop one first.
+            return reply(error="too many messages waiting for the replicas; retry",
+                         code="unavailable")
         m, fresh = root.stamp(op.payload, op.sender, op.message_id, core.now_ms())
         if fresh:
-            copies = mpb.ReplicaOp(name=op.name, record=root.record, counter=root.counter,
-                                   messages=[m])
-            replicas = core.kbr.replica_set(core.config.replicas)
-            if replicas and await self._replicate(copies) == 0:
-                # Nobody holds a copy: sending it down would risk a duplicate number later.
-                root.counter -= 1
-                root.archive.pop()
-                root.ids.pop(m.message_id, None)
-                return reply(error="no replica acknowledged; retry", code="unavailable")
-            g = core.group(op.name)
             core.kbr.observer.mcast("stamped")
-            self.children.disseminate(g, g.accept([m]))
+        if m.seq > root.committed and not await self._commit(op.name, root, m.seq):
+            # New, or a retry of one still being replicated, and the group moved meanwhile.
+            return reply(error="the group's root moved while replicating; retry",
+                         code="unavailable")
         return reply(seq=m.seq)
+
+    async def _commit(self, name: str, root: RootState, seq: int) -> bool:
+        """Wait until message `seq` is copied to the replicas and sent down the tree (True),
+        or the group stopped being ours first (False). Messages stamped together are copied
+        together (group commit) and several batches are on their way at once, so many sends
+        are in flight and the tree still gets them in order, each only once it is safe."""
+        pipe = self._pipes.get(name)
+        if pipe is None:
+            pipe = self._pipes[name] = _Pipeline(root.committed)
+            self.core.kbr.spawn(self._replicate_in_order(name, root, pipe))
+        future = pipe.waiters.get(seq)
+        if future is None:
+            future = pipe.waiters[seq] = asyncio.get_running_loop().create_future()
+        self._fill(name, root, pipe)
+        return await asyncio.shield(future)
+
+    def _fill(self, name: str, root: RootState, pipe: _Pipeline) -> None:
+        """Start copying what is stamped and not yet on its way, up to the window."""
+        while root.counter > pipe.sent and len(pipe.in_flight) < COMMIT_WINDOW:
+            batch = [m for m in root.archive if m.seq > pipe.sent][:COMMIT_BATCH]
+            pipe.sent = batch[-1].seq if batch else root.counter
+            if batch:
+                pipe.in_flight.append((batch, self.core.kbr.spawn(self._copy(name, root,
+                                                                             batch))))
+                pipe.wake.set()
+
+    async def _replicate_in_order(self, name: str, root: RootState, pipe: _Pipeline) -> None:
+        """As the oldest batch on its way is acknowledged, commit it: send it down the tree
+        and tell its senders. A batch no replica took is tried again (the replica set is
+        repairing): a number once stamped is never given to another message by this root."""
+        core = self.core
+        failures = 0
+        try:
+            while core.roots.get(name) is root:
+                self._fill(name, root, pipe)
+                if not pipe.in_flight:
+                    if root.counter <= root.committed:
+                        break
+                    pipe.wake.clear()
+                    await pipe.wake.wait()
+                    continue
+                batch, task = pipe.in_flight[0]
+                if not await task:
+                    failures += 1
+                    await core.kbr.clock.sleep(min(1.0, 0.05 * failures))
+                    pipe.in_flight[0] = (batch, core.kbr.spawn(self._copy(name, root, batch)))
+                    continue
+                failures = 0
+                pipe.in_flight.popleft()
+                root.committed = max(root.committed, batch[-1].seq)
+                g = core.group(name)
+                self.children.disseminate(g, g.accept(batch))
+                for seq in [s for s in pipe.waiters if s <= root.committed]:
+                    _settle(pipe.waiters.pop(seq), True)
+        finally:
+            # Done, or the group is no longer ours: nobody may wait for a replication that
+            # will not come (a sender told "retry" retries with its message id).
+            if self._pipes.get(name) is pipe:
+                del self._pipes[name]
+            for _, task in pipe.in_flight:
+                task.cancel()
+            for seq in list(pipe.waiters):
+                _settle(pipe.waiters.pop(seq), seq <= root.committed)
+
+    async def _copy(self, name: str, root: RootState, batch: list[mpb.GroupMessage]) -> bool:
+        """One batch to the replica set: did any replica take it (or is there none)?"""
+        if not self.core.kbr.replica_set(self.core.config.replicas):
+            return True
+        return await self._replicate(mpb.ReplicaOp(name=name, record=root.record,
+                                                   counter=batch[-1].seq, messages=batch)) > 0
 
     async def on_destroy(self, op: mpb.DestroyOp) -> bytes:
         root = await self.root(op.name)
@@ -157,13 +249,13 @@ class Roots:
         g = self.core.groups.get(name)
         members = g.subtree_members() if g else 0
         depth = g.height() - 1 if g else 0
-        return reply(record=root.record, seq=root.counter, members=members, depth=depth,
+        return reply(record=root.record, seq=root.committed, members=members, depth=depth,
                      root=self.core.pb(self.core.me))
 
     def on_range(self, root: RootState, op: mpb.RangeOp) -> bytes:
         """Messages from the archive, for a node repairing a gap or a member resuming."""
         return reply(messages=root.range(op.from_seq, op.to_seq),
-                     first_available=root.first_available(), seq=root.counter)
+                     first_available=root.first_available(), seq=root.committed)
 
     # ------------------------------------------------------------ ring changes
     def update(self, change: NeighborChange) -> None:

@@ -37,6 +37,7 @@ from chordcast.v1 import mcast_pb2 as mpb
 from mcast.children import Children
 from mcast.core import (
     APP,
+    FORWARDED_OPS,
     MAX_PAYLOAD,
     McastError,
     ScribeConfig,
@@ -94,6 +95,7 @@ class Scribe:
             "join": self._forward_join,
             "anycast": self._forward_anycast,
         }
+        assert self._on_forward.keys() == FORWARDED_OPS
         self._on_deliver: dict[str, _DeliverHandler] = {  # at the key's owner
             "create": self._deliver_create,
             "publish": self._deliver_publish,
@@ -391,7 +393,7 @@ class Scribe:
             child = node_from_pb(self.kbr.space, op.join.child)
             if child.id != self.me.id:
                 self._children.add_child(g, child)
-        return reply(seq=root.counter, positioned=True)
+        return reply(seq=root.committed, positioned=True)
 
     async def _deliver_range(self, name: str, root: RootState, op: mpb.McastRouted) -> bytes:
         self._core.group(name)

@@ -81,6 +81,7 @@ class Child:
     expires: float
     members: int = 0   # members in its subtree, as it last reported
     height: int = 1    # height of its subtree
+    positioned: bool = False  # it has taken a push from us: later pushes may overlap
 
 
 @dataclass(frozen=True)
@@ -170,11 +171,16 @@ class RootState:
     """A group's record, counter and archive: at the root, and as copies on its replicas."""
 
     record: mpb.GroupRecord
-    counter: int = 0
+    counter: int = 0  # the last number stamped
+    # The last number copied to the replicas: messages up to it may be disseminated, served
+    # from the archive and copied on; those after it may still be rolled back.
+    committed: int = -1  # -1: the same as counter (a new root, or a copy)
 
     def __post_init__(self) -> None:
         self.archive: deque[mpb.GroupMessage] = deque(maxlen=max(1, self.record.archive))
         self.ids: dict[str, int] = {}
+        if self.committed < 0:
+            self.committed = self.counter
 
     def stamp(self, payload: bytes, sender: str, message_id: str, ts_ms: int
               ) -> tuple[mpb.GroupMessage, bool]:
@@ -191,8 +197,15 @@ class RootState:
         return m, True
 
     def add(self, m: mpb.GroupMessage) -> None:
-        """Archive a stamped message (at the root, or copied to a replica)."""
+        """Archive a stamped message (at the root, or copied to a replica; copies may arrive
+        out of order, several batches being on their way at once)."""
         if self.archive and m.seq <= self.archive[-1].seq:
+            if m.seq >= self.archive[0].seq and all(x.seq != m.seq for x in self.archive):
+                ordered = sorted([*self.archive, m], key=lambda x: x.seq)
+                self.archive.clear()
+                self.archive.extend(ordered)
+                if m.message_id:
+                    self.ids[m.message_id] = m.seq
             return
         if len(self.archive) == self.archive.maxlen:
             old = self.archive[0]
@@ -203,14 +216,15 @@ class RootState:
         self.counter = max(self.counter, m.seq)
 
     def first_available(self) -> int:
-        return self.archive[0].seq if self.archive else self.counter + 1
+        return self.archive[0].seq if self.archive else self.committed + 1
 
     def range(self, first: int, last: int) -> list[mpb.GroupMessage]:
-        return [m for m in self.archive if first <= m.seq <= last]
+        return [m for m in self.archive if first <= m.seq <= min(last, self.committed)]
 
     def to_replica(self) -> mpb.ReplicaOp:
-        return mpb.ReplicaOp(name=self.record.name, record=self.record, counter=self.counter,
-                             messages=list(self.archive))
+        """A full copy of what is committed (never a message that may still be rolled back)."""
+        return mpb.ReplicaOp(name=self.record.name, record=self.record, counter=self.committed,
+                             messages=[m for m in self.archive if m.seq <= self.committed])
 
     @classmethod
     def from_replica(cls, op: mpb.ReplicaOp) -> RootState:

@@ -11,6 +11,8 @@ from typing import Any, NoReturn
 import grpc
 
 from chord.wire import node_to_pb
+from chordcast import link
+from chordcast.transport import RpcObserver
 from chordcast.v1 import mcast_pb2 as mpb
 from chordcast.v1 import mcast_pb2_grpc
 from mcast.scribe import GroupSummary, McastError, Scribe
@@ -47,9 +49,13 @@ def event_to_pb(e: Event) -> mpb.GroupEvent:
 
 
 class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
-    def __init__(self, scribe: Scribe, ready: Any) -> None:
+    def __init__(self, scribe: Scribe, ready: Any, streams: link.Streams,
+                 observe: RpcObserver | None = None) -> None:
         self.scribe = scribe
         self.ready = ready  # callable: has the node joined a ring?
+        self.streams = streams
+        self.observe = observe
+        self.methods: link.Methods = {"Send": (mpb.SendRequest, self.send)}
         self._streams: dict[tuple[str, str], list[tuple[Member, asyncio.Queue[Any]]]] = {}
 
     async def _check(self, context: grpc.aio.ServicerContext) -> None:
@@ -119,14 +125,27 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
             await self.scribe.leave(request.name, member)
         return mpb.LeaveGroupReply(left=len(entries))
 
-    async def Send(self, request: mpb.SendRequest, context: Any) -> mpb.SendReply:
-        await self._check(context)
+    async def send(self, request: mpb.SendRequest) -> mpb.SendReply:
+        if not self.ready():
+            raise link.Refusal(grpc.StatusCode.UNAVAILABLE, "node has not joined a ring yet")
         try:
             seq = await self.scribe.send(request.name, request.payload, request.sender,
                                          request.message_id)
         except McastError as exc:
-            await _abort(context, exc)
+            raise link.Refusal(STATUS[exc.code], str(exc)) from None
         return mpb.SendReply(seq=seq)
+
+    async def Send(self, request: mpb.SendRequest, context: Any) -> mpb.SendReply:
+        return await link.unary(self.send, request, context)
+
+    async def Session(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        """The hot path (Send) as frames on one stream per client."""
+        await self.streams.serve(context, link.dispatcher("Multicast", self.methods),
+                                 self._served)
+
+    def _served(self, name: str, seconds: float, status: str) -> None:
+        if self.observe is not None:
+            self.observe(name, "server", seconds, status)
 
     async def Destroy(self, request: mpb.DestroyGroupRequest, context: Any
                       ) -> mpb.DestroyGroupReply:

@@ -8,11 +8,10 @@ ring (`ready`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError, Message
 
 from chord.ids import IdError
 from chord.kbr import LookupFailed
@@ -20,12 +19,9 @@ from chord.node import ChordNode
 from chord.storage import Storage, StorageError, StorageUnavailable
 from chord.wire import node_to_pb, nodes_to_pb
 from chordcast import link
+from chordcast.transport import RpcObserver
 from chordcast.v1 import client_pb2 as cpb
 from chordcast.v1 import client_pb2_grpc
-
-Request = TypeVar("Request", bound=Message)
-Reply = TypeVar("Reply", bound=Message)
-RpcObserver = Callable[[str, str, float, str], None]  # method, side, seconds, status code
 
 
 class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
@@ -36,7 +32,7 @@ class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
         self.storage = storage
         self.ready = ready  # has the node joined a ring?
         self.observe = observe
-        self.methods: dict[str, tuple[type[Message], Callable[[Any], Awaitable[Message]]]] = {
+        self.methods: link.Methods = {
             "Info": (cpb.NodeInfoRequest, self.info),
             "Lookup": (cpb.LookupRequest, self.lookup),
             "Put": (cpb.PutRequest, self.put),
@@ -109,52 +105,32 @@ class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
     # -- as unary calls ---------------------------------------------------------------------
     async def Info(self, request: cpb.NodeInfoRequest, context: grpc.aio.ServicerContext
                    ) -> cpb.NodeInfoReply:
-        return await _unary(self.info, request, context)
+        return await link.unary(self.info, request, context)
 
     async def Lookup(self, request: cpb.LookupRequest, context: grpc.aio.ServicerContext
                      ) -> cpb.LookupReply:
-        return await _unary(self.lookup, request, context)
+        return await link.unary(self.lookup, request, context)
 
     async def Put(self, request: cpb.PutRequest, context: grpc.aio.ServicerContext
                   ) -> cpb.PutReply:
-        return await _unary(self.put, request, context)
+        return await link.unary(self.put, request, context)
 
     async def Get(self, request: cpb.GetRequest, context: grpc.aio.ServicerContext
                   ) -> cpb.GetReply:
-        return await _unary(self.get, request, context)
+        return await link.unary(self.get, request, context)
 
     async def Delete(self, request: cpb.DeleteRequest, context: grpc.aio.ServicerContext
                      ) -> cpb.DeleteReply:
-        return await _unary(self.delete, request, context)
+        return await link.unary(self.delete, request, context)
 
     # -- as frames on a stream --------------------------------------------------------------
     async def Session(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
-        await self.streams.serve(context, self._dispatch, self._served)
-
-    async def _dispatch(self, name: str, body: bytes) -> bytes:
-        entry = self.methods.get(name)
-        if entry is None:
-            raise link.Refusal(grpc.StatusCode.UNIMPLEMENTED, f"no NodeApi method {name!r}")
-        request_cls, method = entry
-        try:
-            request = request_cls.FromString(body)
-        except DecodeError as exc:
-            raise link.Refusal(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"malformed {name} request: {exc}") from None
-        return (await method(request)).SerializeToString()
+        await self.streams.serve(context, link.dispatcher("NodeApi", self.methods),
+                                 self._served)
 
     def _served(self, name: str, seconds: float, status: str) -> None:
         if self.observe is not None:
             self.observe(name, "server", seconds, status)
-
-
-async def _unary(method: Callable[[Request], Awaitable[Reply]], request: Request,
-                 context: grpc.aio.ServicerContext) -> Reply:
-    try:
-        return await method(request)
-    except link.Refusal as exc:
-        await context.abort(exc.code, exc.detail)
-        raise  # abort raises; this keeps type checkers honest
 
 
 def _storage_refusal(exc: StorageError) -> link.Refusal:

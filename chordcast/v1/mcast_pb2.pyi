@@ -1,3 +1,4 @@
+from chordcast.v1 import link_pb2 as _link_pb2
 from chordcast.v1 import chord_pb2 as _chord_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper

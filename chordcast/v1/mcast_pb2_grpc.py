@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from chordcast.v1 import link_pb2 as chordcast_dot_v1_dot_link__pb2
 from chordcast.v1 import mcast_pb2 as chordcast_dot_v1_dot_mcast__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -94,6 +95,11 @@ class MulticastStub:
                 request_serializer=chordcast_dot_v1_dot_mcast__pb2.RolesRequest.SerializeToString,
                 response_deserializer=chordcast_dot_v1_dot_mcast__pb2.RolesReply.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/chordcast.v1.Multicast/Session',
+                request_serializer=chordcast_dot_v1_dot_link__pb2.Frames.SerializeToString,
+                response_deserializer=chordcast_dot_v1_dot_link__pb2.Frames.FromString,
+                _registered_method=True)
 
 
 class MulticastServicer:
@@ -172,6 +178,13 @@ class MulticastServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Session(self, request_iterator, context):
+        """Send as frames on one stream (what chordcast.Client uses for its sends).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MulticastServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -234,6 +247,11 @@ def add_MulticastServicer_to_server(servicer, server):
                     servicer.Roles,
                     request_deserializer=chordcast_dot_v1_dot_mcast__pb2.RolesRequest.FromString,
                     response_serializer=chordcast_dot_v1_dot_mcast__pb2.RolesReply.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=chordcast_dot_v1_dot_link__pb2.Frames.FromString,
+                    response_serializer=chordcast_dot_v1_dot_link__pb2.Frames.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -560,6 +578,33 @@ class Multicast:
             '/chordcast.v1.Multicast/Roles',
             chordcast_dot_v1_dot_mcast__pb2.RolesRequest.SerializeToString,
             chordcast_dot_v1_dot_mcast__pb2.RolesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/chordcast.v1.Multicast/Session',
+            chordcast_dot_v1_dot_link__pb2.Frames.SerializeToString,
+            chordcast_dot_v1_dot_link__pb2.Frames.FromString,
             options,
             channel_credentials,
             insecure,

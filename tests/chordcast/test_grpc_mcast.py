@@ -188,28 +188,35 @@ async def test_detach_a_named_member_on_every_node_ends_it_for_good(ring: LocalR
 async def test_a_send_whose_answer_was_lost_is_retried_through_another_node_once(
         ring: LocalRing) -> None:
     """The first access node stamps the message but its answer never reaches the client (a
-    proxy forwards the send, then holds the reply); the client times out and retries through
+    proxy forwards the send, then holds the answer); the client times out and retries through
     the next node with the same message id: one sequence number, one delivery."""
     import grpc
 
+    from chordcast import link
     from chordcast.v1 import mcast_pb2, mcast_pb2_grpc
 
     addresses = [n.address for n in ring.live()]
     real = addresses[1]
     stamped: list[int] = []
 
-    async def swallow(request: mcast_pb2.SendRequest, context: object) -> mcast_pb2.SendReply:
+    async def swallow(method: str, body: bytes) -> bytes:
+        request = mcast_pb2.SendRequest.FromString(body)
         async with grpc.aio.insecure_channel(real) as channel:
             reply = await mcast_pb2_grpc.MulticastStub(channel).Send(request, timeout=10)
         stamped.append(reply.seq)
         await asyncio.sleep(60)  # the answer is lost: the client's deadline passes first
-        return reply
+        return reply.SerializeToString()
+
+    streams = link.Streams()
+
+    async def session(requests: object, context: grpc.aio.ServicerContext) -> None:
+        await streams.serve(context, swallow)
 
     proxy = grpc.aio.server()
     proxy.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        "chordcast.v1.Multicast", {"Send": grpc.unary_unary_rpc_method_handler(
-            swallow, request_deserializer=mcast_pb2.SendRequest.FromString,
-            response_serializer=mcast_pb2.SendReply.SerializeToString)})])
+        "chordcast.v1.Multicast", {"Session": grpc.stream_stream_rpc_method_handler(
+            session, request_deserializer=link.FRAMES.FromString,
+            response_serializer=link.FRAMES.SerializeToString)})])
     port = proxy.add_insecure_port("127.0.0.1:0")
     await proxy.start()
     try:
