@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -425,6 +426,7 @@ class Subscription:
         self.start_seq: int | None = None
         self.max_reconnects = max_reconnects
         self._call: Any = None
+        self._batch: deque[mpb.GroupEvent] = deque()  # events received, not yet returned
         self._closed = False
         self._ended = False
         self.reconnects = 0
@@ -483,21 +485,25 @@ class Subscription:
                 raise StopAsyncIteration
             if self._call is None:
                 await self.open()
-            try:
-                e = await self._call.read()
-            except asyncio.CancelledError:
-                if self._closed:  # our own close() cancelled the call
-                    raise StopAsyncIteration from None
-                raise
-            except grpc.aio.AioRpcError as exc:
-                if self._closed:
-                    raise StopAsyncIteration from None
-                if exc.code() == grpc.StatusCode.ABORTED:  # the member was detached
-                    self._ended = True
-                    raise StopAsyncIteration from None
-                if exc.code() not in _RECONNECT:
-                    raise _error(exc, self.access_node, client.timeout) from None
-                e = None
+            e: Any
+            if self._batch:  # the rest of a stream message that carried several events
+                e = self._batch.popleft()
+            else:
+                try:
+                    e = await self._call.read()
+                except asyncio.CancelledError:
+                    if self._closed:  # our own close() cancelled the call
+                        raise StopAsyncIteration from None
+                    raise
+                except grpc.aio.AioRpcError as exc:
+                    if self._closed:
+                        raise StopAsyncIteration from None
+                    if exc.code() == grpc.StatusCode.ABORTED:  # the member was detached
+                        self._ended = True
+                        raise StopAsyncIteration from None
+                    if exc.code() not in _RECONNECT:
+                        raise _error(exc, self.access_node, client.timeout) from None
+                    e = None
             if e is None or e is grpc.aio.EOF:
                 if self._closed:
                     raise StopAsyncIteration
@@ -511,6 +517,8 @@ class Subscription:
                 await asyncio.sleep(min(1.0, 0.1 * self.reconnects))
                 continue
             self.reconnects = 0  # the budget is for failures in a row, not for a lifetime
+            if e.more:
+                self._batch.extend(e.more)
             msg = GroupMessage(KIND_NAMES.get(e.kind, "message"), e.group, e.seq, e.payload,
                                e.sender, e.ts_ms / 1000, e.last_seq)
             if msg.kind == "message":

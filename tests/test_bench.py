@@ -28,6 +28,9 @@ def test_bench_smoke_run_writes_all_figures(tmp_path: Path) -> None:
         assert ring[figure] >= 0, figure
     cluster = result["cluster"]
     assert cluster["nodes"] == 8 and cluster["wrong"] == 0 and cluster["rss_mib_total"] > 0
+    multicast = result["multicast"]
+    assert multicast["acknowledged"] == 20 and multicast["lost"] == multicast["duplicates"] == 0
+    assert "| back-to-back, all 7 p50 / p99, ms |" in (tmp_path / "latest.md").read_text()
     assert result["ratios"] and all(isinstance(r["met"], bool) for r in result["ratios"])
     table = (tmp_path / "latest.md").read_text()
     assert "| target | value | bound | met |" in table

@@ -21,6 +21,9 @@ from mcast.tree import ANYCAST, ENDED, GAP, MESSAGE, Event, Member
 log = logging.getLogger(__name__)
 
 STREAM_QUEUE_LIMIT = 10_000
+# What one stream message to a member may carry: the events queued while the last was sent.
+BATCH_EVENTS = 256
+BATCH_BYTES = 1 << 20
 STATUS = {
     "not_found": grpc.StatusCode.NOT_FOUND,
     "exists": grpc.StatusCode.ALREADY_EXISTS,
@@ -97,8 +100,10 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
         self._streams.setdefault(key, []).append((member, queue))
         try:
             yield mpb.GroupEvent(kind=mpb.GroupEvent.JOINED, group=request.name, seq=start)
+            held: Any = None  # taken from the queue, but for the next stream message
             while True:
-                e = await queue.get()
+                e = held if held is not None else await queue.get()
+                held = None
                 if e is _LEFT:
                     # Not a plain end of stream: the client would take that for a lost access
                     # node and re-attach. ABORTED tells it the member left for good.
@@ -106,7 +111,17 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
                 if e is _OVERFLOW:
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                         "client too slow: re-join with resume")
-                yield event_to_pb(e)
+                out = event_to_pb(e)
+                size = len(e.payload)
+                while (e.kind != ENDED and not queue.empty() and len(out.more) < BATCH_EVENTS
+                       and size < BATCH_BYTES):
+                    nxt = queue.get_nowait()
+                    if nxt is _LEFT or nxt is _OVERFLOW or nxt.kind == ENDED:
+                        held = nxt
+                        break
+                    out.more.append(event_to_pb(nxt))
+                    size += len(nxt.payload)
+                yield out
                 if e.kind == ENDED:
                     return
         finally:

@@ -268,7 +268,7 @@ class JoinGroupRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., resume: _Optional[bool] = ..., last_seq: _Optional[int] = ..., member: _Optional[str] = ...) -> None: ...
 
 class GroupEvent(_message.Message):
-    __slots__ = ("kind", "group", "seq", "payload", "sender", "ts_ms", "last_seq")
+    __slots__ = ("kind", "group", "seq", "payload", "sender", "ts_ms", "last_seq", "more")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[GroupEvent.Kind]
@@ -290,6 +290,7 @@ class GroupEvent(_message.Message):
     SENDER_FIELD_NUMBER: _ClassVar[int]
     TS_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     kind: GroupEvent.Kind
     group: str
     seq: int
@@ -297,7 +298,8 @@ class GroupEvent(_message.Message):
     sender: str
     ts_ms: int
     last_seq: int
-    def __init__(self, kind: _Optional[_Union[GroupEvent.Kind, str]] = ..., group: _Optional[str] = ..., seq: _Optional[int] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., ts_ms: _Optional[int] = ..., last_seq: _Optional[int] = ...) -> None: ...
+    more: _containers.RepeatedCompositeFieldContainer[GroupEvent]
+    def __init__(self, kind: _Optional[_Union[GroupEvent.Kind, str]] = ..., group: _Optional[str] = ..., seq: _Optional[int] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., ts_ms: _Optional[int] = ..., last_seq: _Optional[int] = ..., more: _Optional[_Iterable[_Union[GroupEvent, _Mapping]]] = ...) -> None: ...
 
 class LeaveGroupRequest(_message.Message):
     __slots__ = ("name", "member")
