@@ -12,6 +12,10 @@ from typing import Protocol
 
 from google.protobuf.message import Message
 
+# The largest message (request or reply) a transport carries, as gRPC is configured here; a
+# bigger one is refused with RESOURCE_EXHAUSTED. Protocol code keeps batches well below it.
+MAX_MESSAGE_BYTES = 8 << 20
+
 
 class PeerUnavailable(Exception):
     """The peer did not answer in time or could not be reached. Its pointer must be dropped."""

@@ -20,7 +20,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError, Message
 
-from chord.ports import Handler, InvalidRequest, PeerUnavailable, RemoteError
+from chord.ports import MAX_MESSAGE_BYTES, Handler, InvalidRequest, PeerUnavailable, RemoteError
 from chordcast import link
 from chordcast.v1 import chord_pb2
 
@@ -44,7 +44,6 @@ _UNAVAILABLE = {
     grpc.StatusCode.CANCELLED,
     grpc.StatusCode.UNKNOWN,
 }
-MAX_MESSAGE_BYTES = 8 << 20
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

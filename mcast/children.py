@@ -12,7 +12,7 @@ from chord.state import NodeRef
 from chord.wire import node_from_pb
 from chordcast.v1 import mcast_pb2 as mpb
 from mcast.core import SEND_BATCH, ScribeCore, direct_reply
-from mcast.tree import ENDED, Child, Event, GroupState
+from mcast.tree import ENDED, Child, Event, GroupState, take
 
 CHILD_QUEUE_LIMIT = 10_000
 PUSH_WINDOW = 32  # batches in flight to one child: a push need not wait for the last one's ack
@@ -66,7 +66,9 @@ class Children:
         entry = g.children.get(child.address) if g is not None else None
         window = PUSH_WINDOW if entry is not None and entry.positioned else 1
         while link.queue and link.in_flight < window:
-            batch = [link.queue.popleft() for _ in range(min(SEND_BATCH, len(link.queue)))]
+            batch = take(link.queue, SEND_BATCH)
+            for _ in batch:
+                link.queue.popleft()
             link.in_flight += 1
             self.core.kbr.spawn(self._push(name, child, link, batch))
 

@@ -16,7 +16,7 @@ from chord.wire import node_from_pb
 from chordcast.v1 import mcast_pb2 as mpb
 from mcast.children import Children
 from mcast.core import SEND_BATCH, McastError, ScribeCore, direct_reply, reply
-from mcast.tree import GroupState, Member
+from mcast.tree import RANGE_MESSAGES, GroupState, Member, take
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +95,22 @@ class Repair:
         if m.cursor is None:
             return
         upto = max([g.last or 0, *(s - 1 for s in m.pending)])
-        if m.cursor >= upto:
-            return
-        first, last = m.cursor + 1, upto
-        have = g.from_recent(first, last)
-        if have and have[0].seq == first:
-            for msg in have:
+        # An answer carries a bounded part of the range: ask on while it helps.
+        while m.cursor is not None and m.cursor < upto:
+            before = first = m.cursor + 1
+            have = g.from_recent(first, upto)
+            if have and have[0].seq == first:
+                for msg in have:
+                    m.offer(g.name, msg)
+                return
+            answer, _ = await self.core.route(g.name, mpb.McastRouted(range=mpb.RangeOp(
+                name=g.name, from_seq=first, to_seq=upto)))
+            if answer.first_available > first:
+                m.gap(g.name, answer.first_available - 1)
+            for msg in [*answer.messages, *have]:
                 m.offer(g.name, msg)
-            return
-        answer, _ = await self.core.route(g.name, mpb.McastRouted(range=mpb.RangeOp(
-            name=g.name, from_seq=first, to_seq=last)))
-        if answer.first_available > first:
-            m.gap(g.name, answer.first_available - 1)
-        for msg in [*answer.messages, *have]:
-            m.offer(g.name, msg)
+            if m.cursor is None or m.cursor < before:
+                return  # no progress now: the next maintenance round tries again
 
     async def repair_gap(self, g: GroupState, upto: int = 0) -> None:
         """Fill the first hole in our stream (or, with `upto`, everything up to there that we
@@ -150,7 +152,8 @@ class Repair:
         g = self.core.groups.get(op.name)
         if g is None:
             return direct_reply(unknown=True)
-        return direct_reply(messages=g.from_recent(op.from_seq, op.to_seq))
+        return direct_reply(messages=take(g.from_recent(op.from_seq, op.to_seq),
+                                          RANGE_MESSAGES))
 
     # ------------------------------------------------------------ moving and leaving
     async def reparent(self, op: mpb.ReparentOp, old_parent: NodeRef) -> None:

@@ -18,7 +18,7 @@ from chord.state import NodeRef
 from chordcast.v1 import mcast_pb2 as mpb
 from mcast.children import Children
 from mcast.core import McastError, ScribeCore, check_name, check_payload, direct_reply, reply
-from mcast.tree import RootState
+from mcast.tree import RANGE_MESSAGES, RootState, take
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class Roots:
             g.recent.extend(m for m in replica.archive if g.last is None or m.seq > g.last)
             g.last = replica.counter
         log.info("%s is now the root of %r at seq %d", core.me.address, name, replica.counter)
-        await self._replicate(replica.to_replica())
+        for copy in replica.to_replicas():
+            await self._replicate(copy)
         return replica
 
     async def _fetch_replica(self, name: str) -> RootState | None:
@@ -107,8 +108,12 @@ class Roots:
             copy = core.replicas.get(op.name) or core.roots.get(op.name)
             if copy is None:
                 return direct_reply()
-            return direct_reply(records=[copy.record], counters=[copy.counter],
-                                messages=list(copy.archive))
+            # The newest messages that fit one reply: a new root needs the counter and the
+            # recent past; older ones stay with the copies it will not see (gap events).
+            newest = take(reversed([m for m in copy.archive if m.seq <= copy.committed]),
+                          len(copy.archive))
+            return direct_reply(records=[copy.record], counters=[copy.committed],
+                                messages=newest[::-1])
         if op.name in core.roots:
             return direct_reply()  # we are the root ourselves (a stale copy arrives late)
         existing = core.replicas.get(op.name)
@@ -140,7 +145,8 @@ class Roots:
         core.roots[op.name] = root
         g = core.group(op.name)
         g.is_root, g.parent, g.last = True, None, 0
-        await self._replicate(root.to_replica())
+        for copy in root.to_replicas():
+            await self._replicate(copy)
         return reply(token=token, root=core.pb(core.me))
 
     async def on_publish(self, op: mpb.PublishOp) -> bytes:
@@ -181,7 +187,7 @@ class Roots:
     def _fill(self, name: str, root: RootState, pipe: _Pipeline) -> None:
         """Start copying what is stamped and not yet on its way, up to the window."""
         while root.counter > pipe.sent and len(pipe.in_flight) < COMMIT_WINDOW:
-            batch = [m for m in root.archive if m.seq > pipe.sent][:COMMIT_BATCH]
+            batch = take((m for m in root.archive if m.seq > pipe.sent), COMMIT_BATCH)
             pipe.sent = batch[-1].seq if batch else root.counter
             if batch:
                 pipe.in_flight.append((batch, self.core.kbr.spawn(self._copy(name, root,
@@ -254,7 +260,7 @@ class Roots:
 
     def on_range(self, root: RootState, op: mpb.RangeOp) -> bytes:
         """Messages from the archive, for a node repairing a gap or a member resuming."""
-        return reply(messages=root.range(op.from_seq, op.to_seq),
+        return reply(messages=take(root.range(op.from_seq, op.to_seq), RANGE_MESSAGES),
                      first_available=root.first_available(), seq=root.committed)
 
     # ------------------------------------------------------------ ring changes
@@ -273,8 +279,7 @@ class Roots:
         fresh = [n for n in change.new_successors[: core.config.replicas] if n.id not in old]
         for node in fresh:
             for root in list(core.roots.values()):
-                core.kbr.spawn(core.send_quietly(node, mpb.McastDirect(
-                    replica=root.to_replica())))
+                core.kbr.spawn(self._copy_to(node, root))
 
     async def _hand_over(self, name: str, new_root: NodeRef) -> None:
         """A node joined in front of us and owns the group id now: it becomes the root (from
@@ -284,7 +289,8 @@ class Roots:
         if root is None:
             return
         try:
-            await core.send(new_root, mpb.McastDirect(replica=root.to_replica()))
+            for op in root.to_replicas():
+                await core.send(new_root, mpb.McastDirect(replica=op))
         except (PeerUnavailable, RemoteError):
             return
         core.roots.pop(name, None)
@@ -306,5 +312,12 @@ class Roots:
         _, succs = self.core.kbr.neighbors()
         if succs:
             for root in list(self.core.roots.values()):
-                await self.core.send_quietly(succs[0], mpb.McastDirect(
-                    replica=root.to_replica()))
+                await self._copy_to(succs[0], root)
+
+    async def _copy_to(self, node: NodeRef, root: RootState) -> None:
+        """Our committed copy of a group, to one node (it may be gone: then nothing)."""
+        for op in root.to_replicas():
+            try:
+                await self.core.send(node, mpb.McastDirect(replica=op))
+            except (PeerUnavailable, RemoteError):
+                return

@@ -9,7 +9,7 @@ each message exactly once and in the root's order: the node accepts messages in 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from chord.state import NodeRef
@@ -19,6 +19,10 @@ MESSAGE = "message"
 GAP = "gap"
 ENDED = "ended"
 ANYCAST = "anycast"
+# Payload bytes one message between nodes may carry: half the transport's limit, so a batch of
+# messages, its envelope and a frame around it always fit.
+BATCH_BYTES = 4 << 20
+RANGE_MESSAGES = 1024  # messages one range answer carries at most (the asker asks again)
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,37 @@ class GroupState:
         return not self.is_root and not self.members and not self.children
 
 
+def take(messages: Iterable[mpb.GroupMessage], count: int, size: int = BATCH_BYTES
+         ) -> list[mpb.GroupMessage]:
+    """The longest prefix of at most `count` messages and `size` payload bytes (at least one
+    message, if there is any: a single message is always smaller than the limit)."""
+    out: list[mpb.GroupMessage] = []
+    total = 0
+    for m in messages:
+        if len(out) >= count or (out and total + len(m.payload) > size):
+            break
+        out.append(m)
+        total += len(m.payload)
+    return out
+
+
+def chunks(messages: list[mpb.GroupMessage], count: int, size: int = BATCH_BYTES
+           ) -> list[list[mpb.GroupMessage]]:
+    """`messages` cut into consecutive runs that `take` would return."""
+    out: list[list[mpb.GroupMessage]] = []
+    current: list[mpb.GroupMessage] = []
+    total = 0
+    for m in messages:
+        if current and (len(current) >= count or total + len(m.payload) > size):
+            out.append(current)
+            current, total = [], 0
+        current.append(m)
+        total += len(m.payload)
+    if current:
+        out.append(current)
+    return out
+
+
 @dataclass
 class RootState:
     """A group's record, counter and archive: at the root, and as copies on its replicas."""
@@ -221,10 +256,14 @@ class RootState:
     def range(self, first: int, last: int) -> list[mpb.GroupMessage]:
         return [m for m in self.archive if first <= m.seq <= min(last, self.committed)]
 
-    def to_replica(self) -> mpb.ReplicaOp:
-        """A full copy of what is committed (never a message that may still be rolled back)."""
-        return mpb.ReplicaOp(name=self.record.name, record=self.record, counter=self.committed,
-                             messages=[m for m in self.archive if m.seq <= self.committed])
+    def to_replicas(self) -> list[mpb.ReplicaOp]:
+        """A full copy of what is committed (never a message still on its way to the
+        replicas), in as many operations as the message size limit needs (at least one)."""
+        committed = [m for m in self.archive if m.seq <= self.committed]
+        ops = [mpb.ReplicaOp(name=self.record.name, record=self.record, counter=self.committed,
+                             messages=chunk) for chunk in chunks(committed, len(committed))]
+        return ops or [mpb.ReplicaOp(name=self.record.name, record=self.record,
+                                     counter=self.committed)]
 
     @classmethod
     def from_replica(cls, op: mpb.ReplicaOp) -> RootState:

@@ -19,7 +19,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from chord.ports import Handler, InvalidRequest, PeerUnavailable, RemoteError
+from chord.ports import MAX_MESSAGE_BYTES, Handler, InvalidRequest, PeerUnavailable, RemoteError
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,8 @@ class MemoryTransport:
         now = loop.time()
         if net.trace is not None:
             net.trace.append((round(now, 9), self.address, address, method))
+        if net.copy_messages and request.ByteSize() > MAX_MESSAGE_BYTES:
+            raise RemoteError(address, "RESOURCE_EXHAUSTED", _too_big("request", request))
         pending = _Pending(loop.create_future(), address, method, timeout, now + timeout)
         latency = net.latency(self.address, address, net.rng)
         if now + latency >= pending.deadline:
@@ -295,10 +297,19 @@ async def _resume(started: _Started) -> Message:
     return await started  # type: ignore[no-any-return]
 
 
+def _too_big(what: str, msg: Message) -> str:
+    return (f"{what} {type(msg).__name__} of {msg.ByteSize()} bytes exceeds the message limit "
+            f"({MAX_MESSAGE_BYTES})")
+
+
 def _answer(net: MemoryNetwork, src: str, dst: str, method: str, result: Message | None,
             exc: BaseException | None, pending: _Pending) -> None:
-    if exc is None:
-        outcome: Message | Exception = net._copy(result)  # type: ignore[arg-type]
+    outcome: Message | Exception
+    if result is not None and exc is None:
+        if net.copy_messages and result.ByteSize() > MAX_MESSAGE_BYTES:
+            outcome = RemoteError(dst, "RESOURCE_EXHAUSTED", _too_big("reply", result))
+        else:
+            outcome = net._copy(result)
     elif isinstance(exc, InvalidRequest):
         outcome = RemoteError(dst, "INVALID_ARGUMENT", str(exc))
     else:  # what a gRPC server would report as INTERNAL

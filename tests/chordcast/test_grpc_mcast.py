@@ -33,10 +33,10 @@ async def collect(sub: Subscription, into: list[GroupMessage]) -> None:
         into.append(m)
 
 
-async def until(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+async def until(check, timeout: float = 30.0, what=lambda: "") -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        assert time.monotonic() < deadline, f"condition not reached before the deadline {what()}"
         await asyncio.sleep(0.05)
 
 
@@ -238,4 +238,33 @@ async def test_a_send_whose_answer_was_lost_is_retried_through_another_node_once
         await owner.close()
     finally:
         await proxy.stop(None)
+    ring.check_logs()
+
+
+async def test_64_messages_of_1_mib_in_flight_reach_every_member_once(ring: LocalRing) -> None:
+    """Batches on every path (client session, root to replicas, parent to child, access node
+    to member) stay under gRPC's message limit however much is in flight."""
+    addresses = [n.address for n in ring.live()]
+    owner = Client(addresses[0])
+    await owner.create("bulk")
+    members = [Client(addresses[i]) for i in (2, 5)]
+    got: list[list[GroupMessage]] = [[], []]
+    subs = [m.join("bulk") for m in members]
+    for s in subs:
+        await s.open()
+    readers = [asyncio.ensure_future(collect(s, into)) for s, into in zip(subs, got, strict=True)]
+    payloads = [bytes([i]) * (1 << 20) for i in range(64)]
+    sent = await asyncio.gather(*(owner.send("bulk", p) for p in payloads))
+    assert sorted(sent) == list(range(1, 65))
+    await until(lambda: all(len(seqs(g)) == 64 for g in got), timeout=60,
+                what=lambda: f"members have {[seqs(g)[-3:] for g in got]} of 64")
+    for messages in got:
+        assert seqs(messages) == list(range(1, 65))
+        by_seq = dict(zip(sent, payloads, strict=True))
+        assert all(m.payload == by_seq[m.seq] for m in messages)
+    for s, r in zip(subs, readers, strict=True):
+        await s.close()
+        await r
+    for c in [owner, *members]:
+        await c.close()
     ring.check_logs()

@@ -21,9 +21,21 @@ from hypothesis.stateful import (
     rule,
 )
 
+from chord.ports import MAX_MESSAGE_BYTES
 from chord.state import NodeRef
 from chordcast.v1 import mcast_pb2 as mpb
-from mcast.tree import GAP, MESSAGE, Child, Event, GroupState, Member, RootState, message_event
+from mcast.tree import (
+    GAP,
+    MESSAGE,
+    Child,
+    Event,
+    GroupState,
+    Member,
+    RootState,
+    chunks,
+    message_event,
+    take,
+)
 
 GROUP = "news"
 
@@ -302,7 +314,8 @@ def test_range_and_first_available_after_trimming() -> None:
     root.committed = 6
     assert seqs(root.range(5, 99)) == [5, 6]
     assert root.range(7, 9) == []
-    assert seqs(root.to_replica().messages) == [4, 5, 6]
+    (op,) = root.to_replicas()
+    assert seqs(op.messages) == [4, 5, 6]
 
 
 def test_add_ignores_what_is_already_archived() -> None:
@@ -318,13 +331,31 @@ def test_add_ignores_what_is_already_archived() -> None:
     assert seqs(root.archive) == [5, 6, 8] and root.ids == {"a": 5, "d": 6}
 
 
+def test_batches_and_copies_stay_under_the_size_limit() -> None:
+    big = [mpb.GroupMessage(seq=i, payload=b"x" * (1 << 20)) for i in range(1, 11)]
+    assert [len(c) for c in chunks(big, 64)] == [4, 4, 2]  # 4 MiB of payload at most
+    assert [len(c) for c in chunks(msgs(*range(1, 8)), 3)] == [3, 3, 1]
+    assert seqs(take(big, 64)) == [1, 2, 3, 4] and take([], 5) == []
+    huge = mpb.GroupMessage(seq=1, payload=b"x" * (5 << 20))
+    assert take([huge, big[0]], 64) == [huge]  # one message always goes, alone
+    root = RootState(record(archive=100))
+    for m in big:
+        root.add(m)
+    root.committed = 10
+    copies = root.to_replicas()
+    assert [seqs(c.messages) for c in copies] == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+    assert all(c.record == root.record and c.counter == 10 for c in copies)
+    assert all(c.ByteSize() < MAX_MESSAGE_BYTES for c in copies)
+
+
 def test_replica_round_trip() -> None:
     root = RootState(record(archive=3))
     for i in range(5):
         root.stamp(f"m{i}".encode(), "s", f"id-{i}", i)
-    assert root.to_replica().counter == 0  # nothing committed yet: nothing to copy
+    (empty,) = root.to_replicas()
+    assert empty.counter == 0 and not empty.messages  # nothing committed yet: nothing to copy
     root.committed = root.counter
-    op = root.to_replica()
+    (op,) = root.to_replicas()
     assert op.name == GROUP and op.counter == 5 and seqs(op.messages) == [3, 4, 5]
     wire = mpb.ReplicaOp.FromString(op.SerializeToString())
     copy = RootState.from_replica(wire)
