@@ -67,7 +67,8 @@ NODE_REPLIES: dict[str, Any] = {"Info": cpb.NodeInfoReply, "Lookup": cpb.LookupR
                                 "Put": cpb.PutReply, "Get": cpb.GetReply,
                                 "Delete": cpb.DeleteReply}
 KIND_NAMES = {mpb.GroupEvent.MESSAGE: "message", mpb.GroupEvent.GAP: "gap",
-              mpb.GroupEvent.ENDED: "ended", mpb.GroupEvent.ANYCAST: "anycast"}
+              mpb.GroupEvent.ENDED: "ended", mpb.GroupEvent.ANYCAST: "anycast",
+              mpb.GroupEvent.LAGGED: "lagged"}
 
 
 def _payload(data: bytes | str) -> bytes:

@@ -79,7 +79,7 @@ class CreatedGroup:
 
 @dataclass(frozen=True)
 class GroupMessage:
-    kind: str          # "message", "gap" (seq..last_seq lost), "ended", "anycast"
+    kind: str          # "message", "gap" (seq..last_seq lost), "ended", "anycast", "lagged"
     group: str
     seq: int
     payload: bytes

@@ -60,6 +60,7 @@ class NodeOptions:
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig(mode="none"))
     require_join: bool = False
     scribe: ScribeConfig = field(default_factory=ScribeConfig)
+    member_buffer: int = 16 << 20  # unread bytes a member stream may hold before it lags
     metrics_port: int | None = None  # None: no /metrics endpoint; 0: a free port
     metrics_host: str | None = None  # default: the listen host
 
@@ -117,7 +118,8 @@ class NodeServer:
                             self.metrics.rpc),
             self.server)
         mcast_pb2_grpc.add_MulticastServicer_to_server(
-            MulticastServicer(self.scribe, lambda: self.in_ring, self.streams, self.metrics.rpc),
+            MulticastServicer(self.scribe, lambda: self.in_ring, self.streams, self.metrics.rpc,
+                              opts.member_buffer),
             self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

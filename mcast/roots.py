@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -137,7 +138,7 @@ class Roots:
         check_name(op.name)
         if await self.root(op.name) is not None:
             return reply(error=f"group {op.name!r} already exists", code="exists")
-        token = f"{core.rng.getrandbits(128):032x}"
+        token = secrets.token_hex(16)  # unguessable: it is the right to destroy the group
         record = mpb.GroupRecord(name=op.name, creator=op.creator, created_ms=core.now_ms(),
                                  token_hash=hashlib.sha256(token.encode()).digest(),
                                  archive=op.archive or core.config.archive)

@@ -196,16 +196,18 @@ class Scribe:
                    cursor=resume_after)
         g = self._core.group(name)
         g.members[m.id] = m
-        if not g.in_tree:
-            try:
+        try:
+            if not g.in_tree:
                 await self._repair.join_tree(g, fallback=now_at)
-            except McastError:
-                g.members.pop(m.id, None)
-                self._core.maybe_drop(g)
-                raise
-        if m.cursor is None:
-            m.cursor = now_at
-        await self._repair.backfill(g, m)
+            if m.cursor is None:
+                m.cursor = now_at
+            await self._repair.backfill(g, m)
+        except BaseException:  # refused, failed or cancelled: no member is left behind
+            g.members.pop(m.id, None)
+            self._core.maybe_drop(g)
+            if g.in_tree:  # attached meanwhile: leave again, unless others need the branch
+                self.kbr.spawn(self._repair.prune_if_idle(g))
+            raise
         return m, m.cursor
 
     async def leave(self, name: str, member: Member) -> None:

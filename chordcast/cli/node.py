@@ -49,6 +49,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         require_join=args.require_join,
         scribe=ScribeConfig(archive=args.archive, max_children=args.max_children,
                             parent_timeout=args.parent_timeout),
+        member_buffer=args.member_buffer,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
     )
     return asyncio.run(_run_node(options))
@@ -166,6 +167,9 @@ def register(sub: Any) -> None:
                       help="children per node per group before handing new ones down")
     node.add_argument("--parent-timeout", type=at_least(float, 0.05), default=3.0,
                       metavar="SECONDS", help="silence from a tree parent before re-joining")
+    node.add_argument("--member-buffer", type=at_least(int, 1024), default=16 << 20,
+                      metavar="BYTES", help="unread payload a subscriber may fall behind by "
+                      "before it is told it lagged and resumes from the archive (16 MiB)")
     node.add_argument("--metrics-port", type=at_least(int, 0), metavar="PORT",
                       help="serve Prometheus metrics at http://HOST:PORT/metrics (0: any port)")
     node.add_argument("--metrics-host", metavar="HOST",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
@@ -21,6 +22,7 @@ from mcast.tree import ANYCAST, ENDED, GAP, MESSAGE, Event, Member
 log = logging.getLogger(__name__)
 
 STREAM_QUEUE_LIMIT = 10_000
+STREAM_QUEUE_BYTES = 16 << 20
 # What one stream message to a member may carry: the events queued while the last was sent.
 BATCH_EVENTS = 256
 BATCH_BYTES = 1 << 20
@@ -46,6 +48,23 @@ async def _abort(context: grpc.aio.ServicerContext, exc: McastError) -> NoReturn
     raise AssertionError("abort returns only by raising")
 
 
+@dataclass
+class _Backlog:
+    """A member stream's unread events: their payload bytes, whether it overflowed, and
+    the last sequence number the member was given (where it resumes after lagging)."""
+
+    bytes: int = 0
+    lagged: bool = False
+    given: int = 0
+
+    def took(self, e: Event) -> None:
+        self.bytes -= len(e.payload)
+        if e.kind == MESSAGE:
+            self.given = e.seq
+        elif e.kind == GAP:
+            self.given = max(self.given, e.last_seq)
+
+
 def event_to_pb(e: Event) -> mpb.GroupEvent:
     return mpb.GroupEvent(kind=KINDS[e.kind], group=e.group, seq=e.seq, payload=e.payload,
                           sender=e.sender, ts_ms=e.ts_ms, last_seq=e.last_seq)
@@ -53,8 +72,10 @@ def event_to_pb(e: Event) -> mpb.GroupEvent:
 
 class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
     def __init__(self, scribe: Scribe, ready: Any, streams: link.Streams,
-                 observe: RpcObserver | None = None) -> None:
+                 observe: RpcObserver | None = None,
+                 queue_bytes: int = STREAM_QUEUE_BYTES) -> None:
         self.scribe = scribe
+        self.queue_bytes = queue_bytes  # a member's unread payload before it lags
         self.ready = ready  # callable: has the node joined a ring?
         self.streams = streams
         self.observe = observe
@@ -83,12 +104,20 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
                    ) -> AsyncIterator[mpb.GroupEvent]:
         await self._check(context)
         queue: asyncio.Queue[Any] = asyncio.Queue()
+        # What the member has not read yet is bounded in events and bytes. Beyond that it is
+        # told it lagged and resumes from the archive; the tree never waits for it.
+        backlog = _Backlog()
 
         def on_event(e: Event) -> None:
-            if queue.qsize() >= STREAM_QUEUE_LIMIT:
+            if backlog.lagged:
+                return
+            if (queue.qsize() >= STREAM_QUEUE_LIMIT
+                    or backlog.bytes + len(e.payload) > self.queue_bytes):
+                backlog.lagged = True
                 queue.put_nowait(_OVERFLOW)
-            else:
-                queue.put_nowait(e)
+                return
+            backlog.bytes += len(e.payload)
+            queue.put_nowait(e)
 
         try:
             member, start = await self.scribe.join(
@@ -96,6 +125,7 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
                 resume_after=request.last_seq if request.resume else None)
         except McastError as exc:
             await _abort(context, exc)
+        backlog.given = start
         key = (request.name, member.name)
         self._streams.setdefault(key, []).append((member, queue))
         try:
@@ -109,8 +139,11 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
                     # node and re-attach. ABORTED tells it the member left for good.
                     await context.abort(grpc.StatusCode.ABORTED, "member left the group")
                 if e is _OVERFLOW:
+                    yield mpb.GroupEvent(kind=mpb.GroupEvent.LAGGED, group=request.name,
+                                         seq=backlog.given)
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                        "client too slow: re-join with resume")
+                                        "client too slow: resume after the lagged event's seq")
+                backlog.took(e)
                 out = event_to_pb(e)
                 size = len(e.payload)
                 while (e.kind != ENDED and not queue.empty() and len(out.more) < BATCH_EVENTS
@@ -121,6 +154,7 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
                         break
                     out.more.append(event_to_pb(nxt))
                     size += len(nxt.payload)
+                    backlog.took(nxt)
                 yield out
                 if e.kind == ENDED:
                     return

@@ -277,12 +277,14 @@ class GroupEvent(_message.Message):
         GAP: _ClassVar[GroupEvent.Kind]
         ENDED: _ClassVar[GroupEvent.Kind]
         ANYCAST: _ClassVar[GroupEvent.Kind]
+        LAGGED: _ClassVar[GroupEvent.Kind]
     KIND_UNSPECIFIED: GroupEvent.Kind
     JOINED: GroupEvent.Kind
     MESSAGE: GroupEvent.Kind
     GAP: GroupEvent.Kind
     ENDED: GroupEvent.Kind
     ANYCAST: GroupEvent.Kind
+    LAGGED: GroupEvent.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]

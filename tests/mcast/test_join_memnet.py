@@ -1,0 +1,63 @@
+"""A join that is cancelled before it attaches (the client hung up) leaves no member and no
+tree state behind; a join for a group that does not exist creates nothing on the way."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chord.node import NodeConfig
+from chord.sim.ring import SimNode, SimRing
+from mcast.scribe import McastError, Scribe, ScribeConfig
+
+CONFIG = NodeConfig(successors=4, stabilize_interval=0.5, rpc_timeout=0.5)
+
+
+def scribe(sim: SimNode) -> Scribe:
+    return sim.apps["scribe"]
+
+
+async def ring_with_group() -> tuple[SimRing, list[SimNode]]:
+    ring = SimRing(config=CONFIG, seed=9, app_factories={
+        "scribe": lambda kbr, rng: Scribe(kbr, ScribeConfig(parent_timeout=3.0), rng)})
+    await ring.grow(20)
+    assert await ring.converge()
+    await asyncio.sleep(10)
+    sims = sorted(ring.nodes.values(), key=lambda s: s.node.me.address)
+    await scribe(sims[0]).create("g")
+    return ring, sims
+
+
+@pytest.mark.parametrize("after", [0.0, 0.004, 0.012, 0.022])
+def test_a_cancelled_join_leaves_no_member(run_virtual, after: float) -> None:
+    async def scenario() -> None:
+        ring, sims = await ring_with_group()
+        joiner = next(s for s in sims if not scribe(s).roles())
+        task = asyncio.ensure_future(scribe(joiner).join("g", lambda e: None, member="gone"))
+        await asyncio.sleep(after)  # somewhere in the info request, the JOIN or the backfill
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(15)  # in-flight replies land, the tree settles
+        for sim in ring.nodes.values():
+            g = scribe(sim).groups.get("g")
+            assert g is None or not any(m.name == "gone" for m in g.members.values())
+        # Only the root keeps state for a group nobody joined.
+        holders = [s.node.me.address for s in ring.nodes.values() if scribe(s).groups.get("g")]
+        root = next(s for s in ring.nodes.values() if "g" in scribe(s).roots)
+        assert holders == [root.node.me.address]
+
+    run_virtual(scenario())
+
+
+def test_joining_a_group_that_does_not_exist_creates_nothing(run_virtual) -> None:
+    async def scenario() -> None:
+        ring, sims = await ring_with_group()
+        with pytest.raises(McastError) as refused:
+            await scribe(sims[7]).join("nothing", lambda e: None)
+        assert refused.value.code == "not_found"
+        await asyncio.sleep(1)
+        assert not any("nothing" in scribe(s).groups for s in ring.nodes.values())
+
+    run_virtual(scenario())
