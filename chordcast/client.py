@@ -354,7 +354,9 @@ class Client:
         request = mpb.SendRequest(name=name, payload=_payload(payload), sender=sender,
                                   message_id=secrets.token_hex(16))
         last: ClientError | None = None
-        for _ in range(SEND_ATTEMPTS):
+        for attempt in range(SEND_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(0.1 * attempt)  # the root may be moving or busy
             try:
                 r = await self._mcast("Send", request)
                 return int(r.seq)

@@ -23,13 +23,19 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+from chord.ports import MAX_MESSAGE_BYTES
 from chordcast.v1 import link_pb2
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_BYTES = 1 << 20  # a batch is closed once it holds this much (one frame may be larger)
 MAX_IN_FLIGHT = 1024  # calls one link has outstanding; more wait for a slot (within their timeout)
-MAX_HANDLERS = 256  # requests one stream runs at once; beyond it the reader stops reading
+# Requests one stream runs at once; beyond it the reader stops reading. As many as a caller
+# may have in flight, so a well-behaved peer's pings never wait behind its slow calls.
+MAX_HANDLERS = MAX_IN_FLIGHT
+FRAME_OVERHEAD = 64  # bytes a frame adds to its body (id, method, status), generously
+# The largest body one call may carry: a stream message holds it with room to spare.
+MAX_FRAME_BYTES = MAX_MESSAGE_BYTES - (64 << 10)
 
 # method, request body -> reply body; raises Refusal for an answer with an error status.
 Dispatch = Callable[[str, bytes], Awaitable[bytes]]
@@ -62,28 +68,32 @@ Reply = TypeVar("Reply", bound=Message)
 Methods = dict[str, tuple[type[Message], Callable[[Any], Awaitable[Message]]]]
 
 FRAMES = link_pb2.Frames
-_DEADLINE_EXCEEDED = link_pb2.Frame(code=grpc.StatusCode.DEADLINE_EXCEEDED.value[0],
-                                    detail="Deadline Exceeded")
 _CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
 def _expire(future: asyncio.Future[link_pb2.Frame]) -> None:
     if not future.done():
-        future.set_result(_DEADLINE_EXCEEDED)
+        future.set_result(link_pb2.Frame(code=grpc.StatusCode.DEADLINE_EXCEEDED.value[0],
+                                         detail="Deadline Exceeded"))
 
 
 class _Batcher:
     """The one writer of a stream: frames queued by anyone go out in as few messages as fit."""
 
     def __init__(self, write: Callable[[link_pb2.Frames], Awaitable[Any]],
-                 on_failure: Callable[[BaseException], None]) -> None:
+                 on_failure: Callable[[BaseException], None],
+                 wanted: Callable[[link_pb2.Frame], bool] = lambda frame: True) -> None:
         self._write = write
         self._on_failure = on_failure
+        self._wanted = wanted  # a request whose caller gave up is not sent at all
         self._queue: deque[link_pb2.Frame] = deque()
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()  # nothing queued, nothing being written
         self._idle.set()
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def __len__(self) -> int:
+        return len(self._queue)
 
     def push(self, frame: link_pb2.Frame) -> None:
         self._queue.append(frame)
@@ -99,11 +109,17 @@ class _Batcher:
                 while queue:
                     batch: list[link_pb2.Frame] = []
                     size = 0
-                    while queue and (not batch or size < MAX_BATCH_BYTES):
+                    # Close a batch at MAX_BATCH_BYTES, and before a frame that would take
+                    # it past the message limit.
+                    while queue and (not batch or (
+                            size < MAX_BATCH_BYTES
+                            and size + len(queue[0].body) + FRAME_OVERHEAD <= MAX_FRAME_BYTES)):
                         frame = queue.popleft()
-                        batch.append(frame)
-                        size += len(frame.body) + 32
-                    await self._write(link_pb2.Frames(frames=batch))
+                        if self._wanted(frame):
+                            batch.append(frame)
+                            size += len(frame.body) + FRAME_OVERHEAD
+                    if batch:
+                        await self._write(link_pb2.Frames(frames=batch))
                 self._idle.set()
         except asyncio.CancelledError:
             raise
@@ -131,6 +147,8 @@ class Link:
         self._channel = channel
         self._path = path
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._drained: asyncio.Event | None = None  # set when a retiring link has no calls
         self._pending: dict[int, asyncio.Future[link_pb2.Frame]] = {}
         self._next_id = 0
         self._call: Any = None
@@ -158,23 +176,39 @@ class Link:
         self._pending[call_id] = future
         expiry = loop.call_at(deadline, _expire, future)
         try:
-            self._open().push(link_pb2.Frame(id=call_id, method=method, body=body))
+            if self._closed:  # closed while this call waited for a slot
+                raise LinkError(grpc.StatusCode.CANCELLED, "link closed")
+            if len(body) > MAX_FRAME_BYTES:
+                raise LinkError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"{method} request of {len(body)} bytes exceeds the limit")
+            batcher = self._open()
+            if len(batcher) > 4 * self._max_in_flight:
+                # The stream takes nothing (flow control): calls that gave up pile up unsent.
+                raise LinkError(grpc.StatusCode.UNAVAILABLE, f"{self._path}: link congested")
+            batcher.push(link_pb2.Frame(id=call_id, method=method, body=body))
             answer = await future
         finally:
             expiry.cancel()
             self._pending.pop(call_id, None)
             self._slots.release()
+            if self._drained is not None and not self._pending:
+                self._drained.set()
         if answer.code:
             raise LinkError(_CODES.get(answer.code, grpc.StatusCode.UNKNOWN), answer.detail)
         return answer.body
 
     def _open(self) -> _Batcher:
         if self._batcher is None:
-            call = self._channel.stream_stream(
-                self._path, request_serializer=link_pb2.Frames.SerializeToString,
-                response_deserializer=link_pb2.Frames.FromString)()
+            try:
+                call = self._channel.stream_stream(
+                    self._path, request_serializer=link_pb2.Frames.SerializeToString,
+                    response_deserializer=link_pb2.Frames.FromString)()
+            except Exception as exc:  # e.g. the channel was closed under us
+                raise LinkError(grpc.StatusCode.UNAVAILABLE, f"cannot open a stream: {exc}"
+                                ) from None
             self._call = call
-            self._batcher = _Batcher(call.write, lambda exc: self._write_failed(call, exc))
+            self._batcher = _Batcher(call.write, lambda exc: self._write_failed(call, exc),
+                                     lambda frame: frame.id in self._pending)
             self._reader = asyncio.get_running_loop().create_task(self._read(call))
         return self._batcher
 
@@ -224,6 +258,16 @@ class Link:
         if self._call is not None:
             self._call.cancel()
         self._call, self._batcher, self._reader = None, None, None
+
+    async def retire(self, timeout: float) -> None:
+        """Take no new calls, let those in flight finish (within `timeout`), then close: a
+        link evicted to bound the number of open channels fails nobody's call."""
+        self._closed = True
+        if self._pending:
+            self._drained = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), timeout)
+        await self.aclose()
 
     async def aclose(self, timeout: float = 1.0) -> None:
         """close(), then wait (briefly) until gRPC has finished the stream, so nothing of it

@@ -84,14 +84,16 @@ class GrpcTransport:
             self._channels[address] = entry
             while len(self._channels) > self.max_channels:
                 _, (old, old_link) = self._channels.popitem(last=False)
-                old_link.close()
-                self._close_later(old)
+                asyncio.get_running_loop().create_task(self._retire(old, old_link))
         else:
             self._channels.move_to_end(address)
         return entry
 
-    def _close_later(self, channel: grpc.aio.Channel) -> None:
-        asyncio.get_running_loop().create_task(channel.close(grace=1.0))
+    async def _retire(self, channel: grpc.aio.Channel, peer_link: link.Link) -> None:
+        """An evicted peer: its calls in flight finish (a call's deadline at most), then it
+        is closed."""
+        await peer_link.retire(timeout=30.0)
+        await channel.close(grace=1.0)
 
     async def call(self, address: str, method: str, request: Message, timeout: float) -> Message:
         started, status = time.perf_counter(), "OK"

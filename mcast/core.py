@@ -26,6 +26,7 @@ SEND_BATCH = 64
 
 
 FORWARDED_OPS = frozenset({"join", "anycast"})  # routed ops with a forward upcall at each hop
+ONE_HOP_OPS = frozenset({"publish", "info", "range"})  # idempotent, no forward upcall
 
 
 class McastError(Exception):
@@ -116,9 +117,10 @@ class ScribeCore:
     # ------------------------------------------------------------ messaging
     async def route(self, name: str, op: mpb.McastRouted) -> tuple[mpb.McastReply, NodeRef]:
         """A request to the group's root; its error answer is raised as McastError."""
-        # Only JOIN and ANYCAST act on the way (they build or search the tree); everything
-        # else goes to the root in one hop when the location cache knows it.
-        one_hop = op.WhichOneof("op") not in FORWARDED_OPS
+        # Requests that need no forward upcall (JOIN and ANYCAST act on the way) and are safe
+        # to deliver twice go to the root in one hop when the location cache knows it: a
+        # one-hop call that times out is routed again (a publish carries its message id).
+        one_hop = op.WhichOneof("op") in ONE_HOP_OPS
         try:
             result = await self.kbr.route(self.gid(name), APP, op.SerializeToString(), one_hop)
         except LookupFailed as exc:

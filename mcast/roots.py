@@ -37,6 +37,7 @@ def _settle(future: asyncio.Future[bool], ok: bool) -> None:
 class _Pipeline:
     """A group's messages on their way from the stamp to the replicas, in order."""
 
+    root: RootState
     sent: int  # the last number handed to a copy
     in_flight: deque[tuple[list[mpb.GroupMessage], asyncio.Task[bool]]] = field(
         default_factory=deque)
@@ -49,40 +50,81 @@ class Roots:
         self.core = core
         self.children = children
         self._pipes: dict[str, _Pipeline] = {}  # groups whose replication is running
+        self._promoting: dict[str, asyncio.Future[None]] = {}  # one promotion at a time
 
     # ------------------------------------------------------------ promotion and copies
     async def root(self, name: str) -> RootState | None:
-        """Our root state for the group, promoting a replica (ours or a successor's) when the
-        group id has become ours."""
+        """Our root state for the group, promoting a replica when the group id has become
+        ours. Concurrent requests share one promotion (two would make two roots)."""
+        for _ in range(3):  # a promotion we waited for may have been cancelled: try again
+            root = self.core.roots.get(name)
+            if root is not None:
+                return root
+            promoting = self._promoting.get(name)
+            if promoting is None:
+                break
+            await asyncio.shield(promoting)
+        else:
+            return self.core.roots.get(name)
+        promoted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._promoting[name] = promoted
+        try:
+            return await self._promote(name)
+        finally:
+            del self._promoting[name]
+            promoted.set_result(None)
+
+    async def _promote(self, name: str) -> RootState | None:
+        """Take over from the best copy: ours, or a replica's with a higher counter (the old
+        root may have committed more than reached us), so no number is stamped twice."""
         core = self.core
-        root = core.roots.get(name)
-        if root is not None:
-            return root
-        replica = core.replicas.get(name)
-        if replica is None:
-            replica = await self._fetch_replica(name)
+        fetched = await self._fetch_replica(name)
+        if root := core.roots.get(name):
+            return root  # created or handed to us meanwhile
+        replica = core.replicas.get(name)  # (read after the wait: a copy may have come)
+        if fetched is not None and (replica is None or fetched.counter > replica.counter):
+            if replica is None:
+                replica = fetched
+            else:
+                for m in fetched.archive:
+                    replica.add(m)
+                replica.counter = max(replica.counter, fetched.counter)
         if replica is None:
             return None
         core.replicas.pop(name, None)
+        g = core.group(name)
+        # A forwarder may have passed on messages its copy lacks: they are committed (the
+        # old root sent them down), so the new root's numbering continues after them.
+        for m in g.recent:
+            if m.seq > replica.counter:
+                replica.add(m)
+        replica.counter = max(replica.counter, g.last or 0)
         replica.committed = replica.counter  # a copy holds only what its root committed
         core.roots[name] = replica
-        g = core.group(name)
         g.is_root, g.parent = True, None
-        if g.last is None or g.last < replica.counter:
-            g.recent.extend(m for m in replica.archive if g.last is None or m.seq > g.last)
+        if g.last is None:
+            g.recent.extend(replica.archive)
             g.last = replica.counter
+        else:  # a forwarder: what its stream lacks goes down its subtree now, in order
+            self.children.disseminate(g, g.accept(
+                [m for m in replica.archive if m.seq > (g.last or 0)]))
+            # ... and past what no copy holds any more; no stale entry stays held ahead.
+            self.children.disseminate(g, g.skip_to(replica.counter))
         log.info("%s is now the root of %r at seq %d", core.me.address, name, replica.counter)
         for copy in replica.to_replicas():
             await self._replicate(copy)
         return replica
 
     async def _fetch_replica(self, name: str) -> RootState | None:
-        best: mpb.ReplicaOp | None = None
+        """The replica set's best copy of the group (the highest counter), if any has one."""
+        core = self.core
         ask = mpb.McastDirect(replica=mpb.ReplicaOp(name=name))  # an empty op asks for it
-        for node in self.core.kbr.replica_set(self.core.config.replicas):
-            try:
-                answer = await self.core.send(node, ask)
-            except (PeerUnavailable, RemoteError):
+        answers = await asyncio.gather(
+            *(core.send(n, ask) for n in core.kbr.replica_set(core.config.replicas)),
+            return_exceptions=True)
+        best: mpb.ReplicaOp | None = None
+        for answer in answers:
+            if isinstance(answer, BaseException):
                 continue
             for rec, counter in zip(answer.records, answer.counters, strict=False):
                 if rec.name == name and (best is None or counter > best.counter):
@@ -121,9 +163,7 @@ class Roots:
         if existing is None:
             core.replicas[op.name] = RootState.from_replica(op)
         else:
-            for m in op.messages:
-                existing.add(m)
-            existing.counter = max(existing.counter, op.counter)
+            existing.merge(op)
         return direct_reply()
 
     def on_roots_query(self) -> bytes:
@@ -136,7 +176,8 @@ class Roots:
     async def on_create(self, op: mpb.CreateOp) -> bytes:
         core = self.core
         check_name(op.name)
-        if await self.root(op.name) is not None:
+        if await self.root(op.name) is not None or op.name in core.roots:
+            # (checked again after the wait: two creates at once must not both win)
             return reply(error=f"group {op.name!r} already exists", code="exists")
         token = secrets.token_hex(16)  # unguessable: it is the right to destroy the group
         record = mpb.GroupRecord(name=op.name, creator=op.creator, created_ms=core.now_ms(),
@@ -156,7 +197,9 @@ class Roots:
         if root is None:
             return reply(error=f"no group named {op.name!r}", code="not_found")
         check_payload(op.payload)
-        if root.counter - root.committed >= max(1, root.archive.maxlen or 1) // 2:
+        if root.frozen:
+            return reply(error="the group's root is moving; retry", code="unavailable")
+        if root.counter - root.committed >= max(1, (root.archive.maxlen or 1) // 2):
             # Stamped messages wait in the archive until they are committed: never so many
             # that the archive would drop one first.
             return reply(error="too many messages waiting for the replicas; retry",
@@ -176,8 +219,8 @@ class Roots:
         together (group commit) and several batches are on their way at once, so many sends
         are in flight and the tree still gets them in order, each only once it is safe."""
         pipe = self._pipes.get(name)
-        if pipe is None:
-            pipe = self._pipes[name] = _Pipeline(root.committed)
+        if pipe is None or pipe.root is not root:  # (a group destroyed and made again)
+            pipe = self._pipes[name] = _Pipeline(root, root.committed)
             self.core.kbr.spawn(self._replicate_in_order(name, root, pipe))
         future = pipe.waiters.get(seq)
         if future is None:
@@ -202,7 +245,7 @@ class Roots:
         core = self.core
         failures = 0
         try:
-            while core.roots.get(name) is root:
+            while core.roots.get(name) is root and not root.frozen:
                 self._fill(name, root, pipe)
                 if not pipe.in_flight:
                     if root.counter <= root.committed:
@@ -211,7 +254,10 @@ class Roots:
                     await pipe.wake.wait()
                     continue
                 batch, task = pipe.in_flight[0]
-                if not await task:
+                ok = await task
+                if core.roots.get(name) is not root or root.frozen:
+                    break  # handed over, destroyed or moving meanwhile: commit nothing more
+                if not ok:
                     failures += 1
                     await core.kbr.clock.sleep(min(1.0, 0.05 * failures))
                     pipe.in_flight[0] = (batch, core.kbr.spawn(self._copy(name, root, batch)))
@@ -289,12 +335,17 @@ class Roots:
         root = core.roots.get(name)
         if root is None:
             return
+        # Stop stamping and committing first, so the copy is all the new root must know.
+        root.frozen = True
         try:
             for op in root.to_replicas():
                 await core.send(new_root, mpb.McastDirect(replica=op))
         except (PeerUnavailable, RemoteError):
+            root.frozen = False
             return
         core.roots.pop(name, None)
+        root.truncate()
+        root.frozen = False
         core.replicas[name] = root
         g = core.group(name)
         g.is_root = False
@@ -313,6 +364,7 @@ class Roots:
         _, succs = self.core.kbr.neighbors()
         if succs:
             for root in list(self.core.roots.values()):
+                root.frozen = True  # nothing more committed here after the copy
                 await self._copy_to(succs[0], root)
 
     async def _copy_to(self, node: NodeRef, root: RootState) -> None:

@@ -210,9 +210,11 @@ class RootState:
     # The last number copied to the replicas: messages up to it may be disseminated, served
     # from the archive and copied on; those after it may still be rolled back.
     committed: int = -1  # -1: the same as counter (a new root, or a copy)
+    frozen: bool = False  # handing the group over: stamp and commit nothing more
 
     def __post_init__(self) -> None:
         self.archive: deque[mpb.GroupMessage] = deque(maxlen=max(1, self.record.archive))
+        self._seqs: set[int] = set()  # the numbers in the archive
         self.ids: dict[str, int] = {}
         if self.committed < 0:
             self.committed = self.counter
@@ -234,18 +236,18 @@ class RootState:
     def add(self, m: mpb.GroupMessage) -> None:
         """Archive a stamped message (at the root, or copied to a replica; copies may arrive
         out of order, several batches being on their way at once)."""
-        if self.archive and m.seq <= self.archive[-1].seq:
-            if m.seq >= self.archive[0].seq and all(x.seq != m.seq for x in self.archive):
-                ordered = sorted([*self.archive, m], key=lambda x: x.seq)
-                self.archive.clear()
-                self.archive.extend(ordered)
-                if m.message_id:
-                    self.ids[m.message_id] = m.seq
-            return
-        if len(self.archive) == self.archive.maxlen:
-            old = self.archive[0]
+        archive = self.archive
+        if m.seq in self._seqs or (archive and m.seq < archive[0].seq):
+            return  # already here, or older than all the archive keeps
+        if len(archive) == archive.maxlen:
+            old = archive.popleft()
+            self._seqs.discard(old.seq)
             self.ids.pop(old.message_id, None)
-        self.archive.append(m)
+        at = len(archive)
+        while at and archive[at - 1].seq > m.seq:  # in order: at the end (nearly always)
+            at -= 1
+        archive.insert(at, m)
+        self._seqs.add(m.seq)
         if m.message_id:
             self.ids[m.message_id] = m.seq
         self.counter = max(self.counter, m.seq)
@@ -270,7 +272,22 @@ class RootState:
         record = mpb.GroupRecord()
         record.CopyFrom(op.record)
         state = cls(record, op.counter)
-        for m in op.messages:
-            state.add(m)
-        state.counter = max(state.counter, op.counter)
+        state.merge(op)
         return state
+
+    def merge(self, op: mpb.ReplicaOp) -> None:
+        """Take a copy from the root. What a copy holds was committed by its root, so a
+        replica's committed number is its counter (it answers a new root with all of it)."""
+        for m in op.messages:
+            self.add(m)
+        self.counter = max(self.counter, op.counter)
+        self.committed = self.counter
+
+    def truncate(self) -> None:
+        """Forget what was stamped but never committed (a root handing its group over):
+        nobody was given those messages, and the next root numbers from `committed`."""
+        while self.archive and self.archive[-1].seq > self.committed:
+            dropped = self.archive.pop()
+            self._seqs.discard(dropped.seq)
+            self.ids.pop(dropped.message_id, None)
+        self.counter = self.committed

@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from chordcast import link
+from chordcast.transport import CHANNEL_OPTIONS
 
 PATH = "/test.Echo/Link"
 Handler = Callable[[str, bytes], Awaitable[bytes]]
@@ -36,7 +37,7 @@ async def serving(dispatch: Handler, port: int = 0, max_handlers: int = link.MAX
     async def behaviour(requests: Any, context: grpc.aio.ServicerContext) -> None:
         await streams.serve(context, dispatch, max_handlers=max_handlers)
 
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=CHANNEL_OPTIONS)  # the message limits nodes use
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Echo", {
         "Link": grpc.stream_stream_rpc_method_handler(
             behaviour, request_deserializer=link.FRAMES.FromString,
@@ -51,7 +52,7 @@ async def serving(dispatch: Handler, port: int = 0, max_handlers: int = link.MAX
 
 @asynccontextmanager
 async def linked(address: str, **kwargs: Any) -> AsyncIterator[link.Link]:
-    channel = grpc.aio.insecure_channel(address)
+    channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
     peer = link.Link(channel, PATH, **kwargs)
     try:
         yield peer
@@ -199,3 +200,31 @@ async def test_a_stream_runs_at_most_max_handlers_requests_at_once() -> None:
         answers = await asyncio.gather(*(peer.call("m", b"%d" % i, 10.0) for i in range(60)))
         assert answers == [b"%d" % i for i in range(60)]
     assert peak == 4
+
+
+async def test_a_retired_link_finishes_its_calls_then_takes_no_more() -> None:
+    async def slow(method: str, body: bytes) -> bytes:
+        await asyncio.sleep(0.3)
+        return body
+
+    async with serving(slow) as (address, _, _), linked(address) as peer:
+        in_flight = [asyncio.ensure_future(peer.call("m", b"%d" % i, 5.0)) for i in range(3)]
+        await asyncio.sleep(0.05)
+        await peer.retire(timeout=5.0)
+        assert await asyncio.gather(*in_flight) == [b"0", b"1", b"2"]  # none failed
+        with pytest.raises(link.LinkError) as closed:
+            await peer.call("m", b"", 1.0)
+        assert closed.value.code == grpc.StatusCode.CANCELLED
+
+
+async def test_a_body_over_the_message_limit_fails_that_call_alone() -> None:
+    async with serving(echo) as (address, _, _), linked(address) as peer:
+        big = asyncio.ensure_future(peer.call("m", b"x" * (link.MAX_FRAME_BYTES + 1), 5.0))
+        small = asyncio.ensure_future(peer.call("m", b"ok", 5.0))
+        with pytest.raises(link.LinkError) as refused:
+            await big
+        assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert await small == b"m:ok"
+        near = b"y" * (link.MAX_FRAME_BYTES - 1024)  # the largest bodies still go, each alone
+        assert await asyncio.gather(peer.call("a", near, 10.0), peer.call("b", near, 10.0)) == [
+            b"a:" + near, b"b:" + near]
