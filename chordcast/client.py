@@ -54,7 +54,10 @@ MAX_RING_WALK = 100_000
 RING_VIEW_LIMIT = 4096  # nodes a ring-aware client walks to learn the ring
 SEND_ATTEMPTS = 3  # a send that timed out or lost its node is retried (same message id)
 _OPTIONS = [("grpc.max_send_message_length", MESSAGE_LIMIT),
-            ("grpc.max_receive_message_length", MESSAGE_LIMIT)]
+            ("grpc.max_receive_message_length", MESSAGE_LIMIT),
+            # A connection (and its reconnect back-off) of its own, not shared with other
+            # channels to the address: a node that restarted is reached at once.
+            ("grpc.use_local_subchannel_pool", 1)]
 # A subscription's stream that ends with one of these is resumed at another node.
 _RECONNECT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
               grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,

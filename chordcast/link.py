@@ -353,8 +353,10 @@ class Streams:
             try:
                 await asyncio.shield(reader)
             except asyncio.CancelledError:
-                if not reader.cancelled():  # the call itself was cancelled, not the reader
-                    raise
+                if not reader.cancelled():
+                    # The call itself was cancelled (the peer went away or closed its end):
+                    # nobody is left to answer, and gRPC would log the cancellation as an error.
+                    return
             except Exception:  # the stream broke while reading: nobody is left to answer
                 return
             # The caller closed its side or the server is stopping: let the answers it still

@@ -50,6 +50,9 @@ CHANNEL_OPTIONS = [
     # Fail fast on a dead peer instead of waiting in reconnect backoff for the whole deadline.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    # Each channel its own connection: by default channels to one address share it, back-off
+    # included, so a fresh channel to a peer that restarted would still fail at once.
+    ("grpc.use_local_subchannel_pool", 1),
 ]
 
 
@@ -89,6 +92,11 @@ class GrpcTransport:
             self._channels.move_to_end(address)
         return entry
 
+    def _forget(self, address: str) -> None:
+        entry = self._channels.pop(address, None)
+        if entry is not None:
+            asyncio.get_running_loop().create_task(self._retire(*entry))
+
     async def _retire(self, channel: grpc.aio.Channel, peer_link: link.Link) -> None:
         """An evicted peer: its calls in flight finish (a call's deadline at most), then it
         is closed."""
@@ -98,9 +106,22 @@ class GrpcTransport:
     async def call(self, address: str, method: str, request: Message, timeout: float) -> Message:
         started, status = time.perf_counter(), "OK"
         try:
-            body = await self._peer(address)[1].call(method, request.SerializeToString(),
-                                                     timeout)
-            return METHODS[method][1].FromString(body)
+            body = request.SerializeToString()
+            try:
+                reply = await self._peer(address)[1].call(method, body, timeout)
+            except link.LinkError as exc:
+                if exc.code != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                # A connection that failed is not reused: its channel waits out a reconnect
+                # back-off (up to seconds) and fails every call meanwhile, so a peer that
+                # restarted at its old address could not be reached. A fresh channel connects
+                # at once; when the call was never sent (no connection), it goes again on it.
+                self._forget(address)
+                left = timeout - (time.perf_counter() - started)
+                if "connect" not in exc.detail or left <= 0:
+                    raise
+                reply = await self._peer(address)[1].call(method, body, left)
+            return METHODS[method][1].FromString(reply)
         except link.LinkError as exc:
             status = exc.code.name
             if exc.code in _UNAVAILABLE:

@@ -173,3 +173,19 @@ def test_oversized_value_over_grpc(ring: LocalRing) -> None:
         with pytest.raises(grpc.RpcError) as exc:
             stub.Put(client_pb2.PutRequest(key="", value=b"v"), timeout=10)
         assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_node_restarted_at_its_old_address_rejoins_at_once() -> None:
+    """gRPC channels to one address shared one connection and its reconnect back-off, so a
+    node SIGKILLed and started again on the same address could not be answered (its join
+    timed out every time); now each channel has its own, and a failed one is replaced."""
+    ring = LocalRing()
+    with ring.running(3):
+        seed = ring.live()[0].address
+        node = ring.live()[2]
+        address = node.address
+        for _ in range(3):
+            ring.kill(node)
+            time.sleep(2.5)  # the others notice, and their channels back off
+            node = ring.wait_ready(ring.spawn(join=[seed], listen=address), timeout=15)
+            ring.wait_converged(timeout=30)
