@@ -59,6 +59,13 @@ CHANNEL_OPTIONS = [
 RpcObserver = Callable[[str, str, float, str], None]  # method, side, seconds, status code
 
 
+def served_by(observe: RpcObserver | None) -> link.CallObserver | None:
+    """An RPC observer as a stream's answering end reports to it (the server side)."""
+    if observe is None:
+        return None
+    return lambda method, seconds, status: observe(method, "server", seconds, status)
+
+
 class GrpcTransport:
     def __init__(self, max_channels: int = 512, observe: RpcObserver | None = None) -> None:
         self.max_channels = max_channels
@@ -164,12 +171,8 @@ def chord_handler(handle: Handler, streams: link.Streams, observe: RpcObserver |
             raise link.Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         return reply.SerializeToString()
 
-    def served(name: str, seconds: float, status: str) -> None:
-        if observe is not None:
-            observe(name, "server", seconds, status)
-
     async def serve_link(requests: Any, context: grpc.aio.ServicerContext) -> None:
-        await streams.serve(context, dispatch, served)
+        await streams.serve(context, dispatch, served_by(observe))
 
     def unary(name: str, req_cls: type[Message], reply_cls: type[Message]) -> Any:
         async def call(request: Message, context: grpc.aio.ServicerContext) -> Message:

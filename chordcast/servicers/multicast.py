@@ -13,7 +13,7 @@ import grpc
 
 from chord.wire import node_to_pb
 from chordcast import link
-from chordcast.transport import RpcObserver
+from chordcast.transport import RpcObserver, served_by
 from chordcast.v1 import mcast_pb2 as mpb
 from chordcast.v1 import mcast_pb2_grpc
 from mcast.scribe import GroupSummary, McastError, Scribe
@@ -190,11 +190,7 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
     async def Session(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         """The hot path (Send) as frames on one stream per client."""
         await self.streams.serve(context, link.dispatcher("Multicast", self.methods),
-                                 self._served)
-
-    def _served(self, name: str, seconds: float, status: str) -> None:
-        if self.observe is not None:
-            self.observe(name, "server", seconds, status)
+                                 served_by(self.observe))
 
     async def Destroy(self, request: mpb.DestroyGroupRequest, context: Any
                       ) -> mpb.DestroyGroupReply:

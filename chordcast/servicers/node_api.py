@@ -19,7 +19,7 @@ from chord.node import ChordNode
 from chord.storage import Storage, StorageError, StorageUnavailable
 from chord.wire import node_to_pb, nodes_to_pb
 from chordcast import link
-from chordcast.transport import RpcObserver
+from chordcast.transport import RpcObserver, served_by
 from chordcast.v1 import client_pb2 as cpb
 from chordcast.v1 import client_pb2_grpc
 
@@ -126,11 +126,7 @@ class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
     # -- as frames on a stream --------------------------------------------------------------
     async def Session(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         await self.streams.serve(context, link.dispatcher("NodeApi", self.methods),
-                                 self._served)
-
-    def _served(self, name: str, seconds: float, status: str) -> None:
-        if self.observe is not None:
-            self.observe(name, "server", seconds, status)
+                                 served_by(self.observe))
 
 
 def _storage_refusal(exc: StorageError) -> link.Refusal:
