@@ -60,3 +60,26 @@ def test_missing_file_is_a_usage_error(tmp_path, capsys) -> None:
         main(["put", "k", "--file", str(tmp_path / "nope"), "--via", "127.0.0.1:5000"])
     assert exc.value.code == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`chordcast get big | head -c 10`: no BrokenPipeError traceback, exit 0."""
+    import subprocess
+    import sys
+
+    from chordcast.blocking import BlockingClient
+    from chordcast.localring import LocalRing
+
+    ring = LocalRing()
+    with ring.running(2):
+        via = ring.live()[0].address
+        with BlockingClient(via) as client:
+            client.put("big", b"\x00" * (1 << 20))  # printed as ~1.4 MB of base64
+        for command in (["get", "big"], ["get", "big", "--json"]):
+            shell = (f"'{sys.executable}' -m chordcast {' '.join(command)} --via {via}"
+                     " | head -c 10 > /dev/null; echo ${PIPESTATUS[0]}")
+            done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True,
+                                  timeout=60)
+            assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+            assert done.stdout.strip() == "0", (command, done.stdout, done.stderr)
