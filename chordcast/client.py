@@ -62,13 +62,15 @@ _OPTIONS = [("grpc.max_send_message_length", MESSAGE_LIMIT),
 _RECONNECT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
               grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED,
               grpc.StatusCode.INTERNAL}
-# The client library's NodeApi calls travel as frames on one Session stream per node.
-NODE_SESSION = f"/{cpb.DESCRIPTOR.services_by_name['NodeApi'].full_name}/Session"
-MCAST_SESSION = f"/{mpb.DESCRIPTOR.services_by_name['Multicast'].full_name}/Session"
-MCAST_REPLIES: dict[str, Any] = {"Send": mpb.SendReply}  # Multicast methods on its Session
-NODE_REPLIES: dict[str, Any] = {"Info": cpb.NodeInfoReply, "Lookup": cpb.LookupReply,
-                                "Put": cpb.PutReply, "Get": cpb.GetReply,
-                                "Delete": cpb.DeleteReply}
+# The calls that travel as frames on one Session stream per node: service -> (the stream's
+# path, the reply class of each method it serves). Other calls are unary.
+SESSIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "node": (f"/{cpb.DESCRIPTOR.services_by_name['NodeApi'].full_name}/Session",
+             {"Info": cpb.NodeInfoReply, "Lookup": cpb.LookupReply, "Put": cpb.PutReply,
+              "Get": cpb.GetReply, "Delete": cpb.DeleteReply}),
+    "mcast": (f"/{mpb.DESCRIPTOR.services_by_name['Multicast'].full_name}/Session",
+              {"Send": mpb.SendReply}),
+}
 KIND_NAMES = {mpb.GroupEvent.MESSAGE: "message", mpb.GroupEvent.GAP: "gap",
               mpb.GroupEvent.ENDED: "ended", mpb.GroupEvent.ANYCAST: "anycast",
               mpb.GroupEvent.LAGGED: "lagged"}
@@ -78,19 +80,15 @@ def _payload(data: bytes | str) -> bytes:
     return data.encode("utf-8") if isinstance(data, str) else data
 
 
-def _unreachable(code: grpc.StatusCode, details: str) -> bool:
-    """The node could not be reached at all (so another node may serve the call)."""
-    return code == grpc.StatusCode.UNAVAILABLE and "connect" in details
-
-
 def _error(exc: grpc.aio.AioRpcError, address: str, timeout: float) -> ClientError:
     return _status_error(exc.code(), exc.details() or "", address, timeout)
 
 
 def _status_error(code: grpc.StatusCode, details: str, address: str, timeout: float
                   ) -> ClientError:
-    if _unreachable(code, details):
-        return ClientError(f"cannot reach node at {address}: {details}", code.name)
+    if link.never_connected(code, details):  # so another node may serve the call
+        return ClientError(f"cannot reach node at {address}: {details}", code.name,
+                           unreachable=True)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ClientError(f"node at {address} did not answer within {timeout:g}s", code.name)
     return ClientError(f"{address}: {details} ({code.name})", code.name)
@@ -116,7 +114,7 @@ class Client:
         self.timeout = timeout
         self.current = 0  # index of the node calls go to first
         self._channels: dict[str, grpc.aio.Channel] = {}
-        self._sessions: dict[str, link.Link] = {}
+        self._sessions: dict[tuple[str, str], link.Link] = {}  # (stream path, address)
         self._space: IdSpace | None = None
         self.ring_aware = ring_aware
         self._view: list[tuple[int, str]] | None = None  # (id, address) sorted, as last seen
@@ -146,32 +144,27 @@ class Client:
     def multicast_stub(self, address: str) -> mcast_pb2_grpc.MulticastStub:
         return mcast_pb2_grpc.MulticastStub(self._channel(address))
 
-    def _session(self, address: str, path: str = NODE_SESSION) -> link.Link:
-        session = self._sessions.get(f"{path} {address}")
+    def _session(self, address: str, path: str) -> link.Link:
+        session = self._sessions.get((path, address))
         if session is None:
-            session = link.Link(self._channel(address), path)
-            self._sessions[f"{path} {address}"] = session
+            session = self._sessions[path, address] = link.Link(self._channel(address), path)
         return session
 
     async def _call(self, service: str, method: str, request: Any, address: str) -> Any:
         """One call to one node; raises ClientError, with `unreachable` set when the node
         could not be reached at all."""
+        path, replies = SESSIONS[service]
         try:
-            if service == "node" or method in MCAST_REPLIES:
-                path, replies = ((NODE_SESSION, NODE_REPLIES) if service == "node"
-                                 else (MCAST_SESSION, MCAST_REPLIES))
+            if method in replies:
                 body = await self._session(address, path).call(
                     method, request.SerializeToString(), self.timeout)
                 return replies[method].FromString(body)
             return await getattr(self.multicast_stub(address), method)(request,
                                                                        timeout=self.timeout)
         except link.LinkError as exc:
-            code, details = exc.code, exc.detail
+            raise _status_error(exc.code, exc.detail, address, self.timeout) from None
         except grpc.aio.AioRpcError as exc:
-            code, details = exc.code(), exc.details() or ""
-        error = _status_error(code, details, address, self.timeout)
-        error.unreachable = _unreachable(code, details)
-        raise error
+            raise _error(exc, address, self.timeout) from None
 
     async def _unary(self, service: str, method: str, request: Any,
                      address: str | None = None) -> Any:

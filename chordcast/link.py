@@ -43,23 +43,26 @@ Dispatch = Callable[[str, bytes], Awaitable[bytes]]
 CallObserver = Callable[[str, float, str], None]
 
 
-class Refusal(Exception):
-    """A handler's answer with an error status (what context.abort is for a unary call)."""
-
+class _Status(Exception):
     def __init__(self, code: grpc.StatusCode, detail: str) -> None:
         super().__init__(f"{code.name}: {detail}")
         self.code = code
         self.detail = detail
 
 
-class LinkError(Exception):
+class Refusal(_Status):
+    """A handler's answer with an error status (what context.abort is for a unary call)."""
+
+
+class LinkError(_Status):
     """A call through a link failed: the peer answered with an error, the link broke, or the
     call timed out. `code` is the status a unary call would have ended with."""
 
-    def __init__(self, code: grpc.StatusCode, detail: str) -> None:
-        super().__init__(f"{code.name}: {detail}")
-        self.code = code
-        self.detail = detail
+
+def never_connected(code: grpc.StatusCode, detail: str) -> bool:
+    """The call failed before reaching the peer (no connection could be made), so it was
+    not sent: another node, or a fresh connection, may take it safely."""
+    return code == grpc.StatusCode.UNAVAILABLE and "connect" in detail
 
 
 Request = TypeVar("Request", bound=Message)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -125,7 +125,7 @@ class GrpcTransport:
                 # at once; when the call was never sent (no connection), it goes again on it.
                 self._forget(address)
                 left = timeout - (time.perf_counter() - started)
-                if "connect" not in exc.detail or left <= 0:
+                if not link.never_connected(exc.code, exc.detail) or left <= 0:
                     raise
                 reply = await self._peer(address)[1].call(method, body, left)
             return METHODS[method][1].FromString(reply)
@@ -156,31 +156,24 @@ def chord_handler(handle: Handler, streams: link.Streams, observe: RpcObserver |
     """Serve every method of the Chord service through one protocol-level handler: as unary
     calls, and as frames on Link streams."""
 
-    async def dispatch(name: str, body: bytes) -> bytes:
-        classes = METHODS.get(name)
-        if classes is None:
-            raise link.Refusal(grpc.StatusCode.UNIMPLEMENTED, f"no Chord method {name!r}")
-        try:
-            request = classes[0].FromString(body)
-        except DecodeError as exc:
-            raise link.Refusal(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"malformed {name} request: {exc}") from None
-        try:
-            reply = await handle(name, request)
-        except InvalidRequest as exc:
-            raise link.Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-        return reply.SerializeToString()
+    def method(name: str) -> Callable[[Message], Awaitable[Message]]:
+        async def call(request: Message) -> Message:
+            try:
+                return await handle(name, request)
+            except InvalidRequest as exc:
+                raise link.Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+
+        return call
+
+    methods: link.Methods = {name: (req, method(name)) for name, (req, _) in METHODS.items()}
+    dispatch = link.dispatcher("Chord", methods)
 
     async def serve_link(requests: Any, context: grpc.aio.ServicerContext) -> None:
         await streams.serve(context, dispatch, served_by(observe))
 
     def unary(name: str, req_cls: type[Message], reply_cls: type[Message]) -> Any:
         async def call(request: Message, context: grpc.aio.ServicerContext) -> Message:
-            try:
-                return await handle(name, request)
-            except InvalidRequest as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-                raise  # abort raises; this keeps type checkers honest
+            return await link.unary(methods[name][1], request, context)
 
         return grpc.unary_unary_rpc_method_handler(
             call,

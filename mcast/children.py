@@ -61,9 +61,12 @@ class Children:
             return
         self._pump(g.name, child, link)
 
-    def _pump(self, name: str, child: NodeRef, link: _ChildLink) -> None:
+    def _child(self, name: str, address: str) -> Child | None:
         g = self.core.groups.get(name)
-        entry = g.children.get(child.address) if g is not None else None
+        return g.children.get(address) if g is not None else None
+
+    def _pump(self, name: str, child: NodeRef, link: _ChildLink) -> None:
+        entry = self._child(name, child.address)
         window = PUSH_WINDOW if entry is not None and entry.positioned else 1
         while link.queue and link.in_flight < window:
             batch = take(link.queue, SEND_BATCH)
@@ -88,8 +91,7 @@ class Children:
             if g is not None:
                 self.drop_child(g, child.address)
             return
-        g = self.core.groups.get(name)
-        entry = g.children.get(child.address) if g is not None else None
+        entry = self._child(name, child.address)
         if entry is not None:
             entry.positioned = True
         self.core.kbr.observer.mcast("forwarded", len(batch))

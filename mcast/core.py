@@ -25,8 +25,9 @@ MAX_NAME = 256
 SEND_BATCH = 64
 
 
-FORWARDED_OPS = frozenset({"join", "anycast"})  # routed ops with a forward upcall at each hop
-ONE_HOP_OPS = frozenset({"publish", "info", "range"})  # idempotent, no forward upcall
+# Routed requests that may skip the hops to the root: no forward upcall acts on them (JOIN
+# and ANYCAST do) and delivering one twice is harmless (a publish carries its message id).
+ONE_HOP_OPS = frozenset({"publish", "info", "range"})
 
 
 class McastError(Exception):
@@ -117,9 +118,7 @@ class ScribeCore:
     # ------------------------------------------------------------ messaging
     async def route(self, name: str, op: mpb.McastRouted) -> tuple[mpb.McastReply, NodeRef]:
         """A request to the group's root; its error answer is raised as McastError."""
-        # Requests that need no forward upcall (JOIN and ANYCAST act on the way) and are safe
-        # to deliver twice go to the root in one hop when the location cache knows it: a
-        # one-hop call that times out is routed again (a publish carries its message id).
+        # (A one-hop call that times out is routed again: see ONE_HOP_OPS.)
         one_hop = op.WhichOneof("op") in ONE_HOP_OPS
         try:
             result = await self.kbr.route(self.gid(name), APP, op.SerializeToString(), one_hop)

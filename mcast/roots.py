@@ -42,7 +42,6 @@ class _Pipeline:
     in_flight: deque[tuple[list[mpb.GroupMessage], asyncio.Task[bool]]] = field(
         default_factory=deque)
     waiters: dict[int, asyncio.Future[bool]] = field(default_factory=dict)  # seq -> outcome
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Roots:
@@ -230,13 +229,10 @@ class Roots:
 
     def _fill(self, name: str, root: RootState, pipe: _Pipeline) -> None:
         """Start copying what is stamped and not yet on its way, up to the window."""
-        while root.counter > pipe.sent and len(pipe.in_flight) < COMMIT_WINDOW:
-            batch = take((m for m in root.archive if m.seq > pipe.sent), COMMIT_BATCH)
-            pipe.sent = batch[-1].seq if batch else root.counter
-            if batch:
-                pipe.in_flight.append((batch, self.core.kbr.spawn(self._copy(name, root,
-                                                                             batch))))
-                pipe.wake.set()
+        while len(pipe.in_flight) < COMMIT_WINDOW and (
+                batch := take(root.after(pipe.sent), COMMIT_BATCH)):
+            pipe.sent = batch[-1].seq
+            pipe.in_flight.append((batch, self.core.kbr.spawn(self._copy(name, root, batch))))
 
     async def _replicate_in_order(self, name: str, root: RootState, pipe: _Pipeline) -> None:
         """As the oldest batch on its way is acknowledged, commit it: send it down the tree
@@ -246,13 +242,11 @@ class Roots:
         failures = 0
         try:
             while core.roots.get(name) is root and not root.frozen:
+                # Sends that come while a batch is on its way fill the window themselves
+                # (`_commit`), so an empty one here means everything stamped is committed.
                 self._fill(name, root, pipe)
                 if not pipe.in_flight:
-                    if root.counter <= root.committed:
-                        break
-                    pipe.wake.clear()
-                    await pipe.wake.wait()
-                    continue
+                    break
                 batch, task = pipe.in_flight[0]
                 ok = await task
                 if core.roots.get(name) is not root or root.frozen:

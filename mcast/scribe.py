@@ -37,8 +37,8 @@ from chordcast.v1 import mcast_pb2 as mpb
 from mcast.children import Children
 from mcast.core import (
     APP,
-    FORWARDED_OPS,
     MAX_PAYLOAD,
+    ONE_HOP_OPS,
     McastError,
     ScribeConfig,
     ScribeCore,
@@ -95,7 +95,7 @@ class Scribe:
             "join": self._forward_join,
             "anycast": self._forward_anycast,
         }
-        assert self._on_forward.keys() == FORWARDED_OPS
+        assert not self._on_forward.keys() & ONE_HOP_OPS  # those skip the forward upcalls
         self._on_deliver: dict[str, _DeliverHandler] = {  # at the key's owner
             "create": self._deliver_create,
             "publish": self._deliver_publish,

@@ -9,7 +9,7 @@ each message exactly once and in the root's order: the node accepts messages in 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from chord.state import NodeRef
@@ -170,35 +170,26 @@ class GroupState:
         return not self.is_root and not self.members and not self.children
 
 
-def take(messages: Iterable[mpb.GroupMessage], count: int, size: int = BATCH_BYTES
-         ) -> list[mpb.GroupMessage]:
-    """The longest prefix of at most `count` messages and `size` payload bytes (at least one
-    message, if there is any: a single message is always smaller than the limit)."""
-    out: list[mpb.GroupMessage] = []
-    total = 0
-    for m in messages:
-        if len(out) >= count or (out and total + len(m.payload) > size):
-            break
-        out.append(m)
-        total += len(m.payload)
-    return out
-
-
-def chunks(messages: list[mpb.GroupMessage], count: int, size: int = BATCH_BYTES
-           ) -> list[list[mpb.GroupMessage]]:
-    """`messages` cut into consecutive runs that `take` would return."""
-    out: list[list[mpb.GroupMessage]] = []
+def chunks(messages: Iterable[mpb.GroupMessage], count: int, size: int = BATCH_BYTES
+           ) -> Iterator[list[mpb.GroupMessage]]:
+    """`messages` cut, in order, into runs of at most `count` messages and `size` payload
+    bytes (a single message larger than `size` goes alone: it is always under the limit)."""
     current: list[mpb.GroupMessage] = []
     total = 0
     for m in messages:
         if current and (len(current) >= count or total + len(m.payload) > size):
-            out.append(current)
+            yield current
             current, total = [], 0
         current.append(m)
         total += len(m.payload)
     if current:
-        out.append(current)
-    return out
+        yield current
+
+
+def take(messages: Iterable[mpb.GroupMessage], count: int, size: int = BATCH_BYTES
+         ) -> list[mpb.GroupMessage]:
+    """The first run `chunks` would cut (reading no further than one message past it)."""
+    return next(chunks(messages, count, size), [])
 
 
 @dataclass
@@ -208,16 +199,15 @@ class RootState:
     record: mpb.GroupRecord
     counter: int = 0  # the last number stamped
     # The last number copied to the replicas: messages up to it may be disseminated, served
-    # from the archive and copied on; those after it may still be rolled back.
-    committed: int = -1  # -1: the same as counter (a new root, or a copy)
+    # from the archive and copied on; those after it are still on their way there. A copy at
+    # a replica holds only committed messages (`merge` keeps the two equal there).
+    committed: int = 0
     frozen: bool = False  # handing the group over: stamp and commit nothing more
 
     def __post_init__(self) -> None:
         self.archive: deque[mpb.GroupMessage] = deque(maxlen=max(1, self.record.archive))
         self._seqs: set[int] = set()  # the numbers in the archive
         self.ids: dict[str, int] = {}
-        if self.committed < 0:
-            self.committed = self.counter
 
     def stamp(self, payload: bytes, sender: str, message_id: str, ts_ms: int
               ) -> tuple[mpb.GroupMessage, bool]:
@@ -257,6 +247,16 @@ class RootState:
 
     def range(self, first: int, last: int) -> list[mpb.GroupMessage]:
         return [m for m in self.archive if first <= m.seq <= min(last, self.committed)]
+
+    def after(self, seq: int) -> list[mpb.GroupMessage]:
+        """The archived messages numbered after `seq`, read from the newest end (what waits
+        for the replicas is there: reading it costs what waits, not the archive's size)."""
+        tail: list[mpb.GroupMessage] = []
+        for m in reversed(self.archive):
+            if m.seq <= seq:
+                break
+            tail.append(m)
+        return tail[::-1]
 
     def to_replicas(self) -> list[mpb.ReplicaOp]:
         """A full copy of what is committed (never a message still on its way to the

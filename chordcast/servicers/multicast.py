@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn
 
 import grpc
@@ -48,21 +47,59 @@ async def _abort(context: grpc.aio.ServicerContext, exc: McastError) -> NoReturn
     raise AssertionError("abort returns only by raising")
 
 
-@dataclass
-class _Backlog:
-    """A member stream's unread events: their payload bytes, whether it overflowed, and
-    the last sequence number the member was given (where it resumes after lagging)."""
+class _MemberStream:
+    """What waits to go down one member's stream: events bounded in number and payload bytes.
+    Past the bound the member has lagged: nothing more is queued (the tree never waits for
+    it), and it resumes from the archive after the last message it was given."""
 
-    bytes: int = 0
-    lagged: bool = False
-    given: int = 0
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._bytes = 0
+        self._lagged = False
+        self._held: Any = None  # taken from the queue, but for the next stream message
+        self.given = 0  # the last sequence number the member was given
 
-    def took(self, e: Event) -> None:
-        self.bytes -= len(e.payload)
+    def offer(self, e: Event) -> None:
+        if self._lagged:
+            return
+        if (self._queue.qsize() >= STREAM_QUEUE_LIMIT
+                or self._bytes + len(e.payload) > self.max_bytes):
+            self._lagged = True
+            self._queue.put_nowait(_OVERFLOW)
+            return
+        self._bytes += len(e.payload)
+        self._queue.put_nowait(e)
+
+    def leave(self) -> None:
+        self._queue.put_nowait(_LEFT)
+
+    async def next(self) -> Any:
+        """The next stream message: an event with the events queued behind it in `more`
+        (an end of group goes alone), or _LEFT / _OVERFLOW."""
+        e = self._held if self._held is not None else await self._queue.get()
+        self._held = None
+        if e is _LEFT or e is _OVERFLOW:
+            return e
+        out = self._took(e)
+        size = len(e.payload)
+        while (e.kind != ENDED and not self._queue.empty() and len(out.more) < BATCH_EVENTS
+               and size < BATCH_BYTES):
+            nxt = self._queue.get_nowait()
+            if nxt is _LEFT or nxt is _OVERFLOW or nxt.kind == ENDED:
+                self._held = nxt
+                break
+            out.more.append(self._took(nxt))
+            size += len(nxt.payload)
+        return out
+
+    def _took(self, e: Event) -> mpb.GroupEvent:
+        self._bytes -= len(e.payload)
         if e.kind == MESSAGE:
             self.given = e.seq
         elif e.kind == GAP:
             self.given = max(self.given, e.last_seq)
+        return event_to_pb(e)
 
 
 def event_to_pb(e: Event) -> mpb.GroupEvent:
@@ -71,16 +108,16 @@ def event_to_pb(e: Event) -> mpb.GroupEvent:
 
 
 class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
-    def __init__(self, scribe: Scribe, ready: Any, streams: link.Streams,
+    def __init__(self, scribe: Scribe, ready: Callable[[], bool], streams: link.Streams,
                  observe: RpcObserver | None = None,
                  queue_bytes: int = STREAM_QUEUE_BYTES) -> None:
         self.scribe = scribe
         self.queue_bytes = queue_bytes  # a member's unread payload before it lags
-        self.ready = ready  # callable: has the node joined a ring?
+        self.ready = ready  # has the node joined a ring?
         self.streams = streams
         self.observe = observe
         self.methods: link.Methods = {"Send": (mpb.SendRequest, self.send)}
-        self._streams: dict[tuple[str, str], list[tuple[Member, asyncio.Queue[Any]]]] = {}
+        self._streams: dict[tuple[str, str], list[tuple[Member, _MemberStream]]] = {}
 
     async def _check(self, context: grpc.aio.ServicerContext) -> None:
         if not self.ready():
@@ -103,65 +140,36 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
     async def Join(self, request: mpb.JoinGroupRequest, context: Any
                    ) -> AsyncIterator[mpb.GroupEvent]:
         await self._check(context)
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        # What the member has not read yet is bounded in events and bytes. Beyond that it is
-        # told it lagged and resumes from the archive; the tree never waits for it.
-        backlog = _Backlog()
-
-        def on_event(e: Event) -> None:
-            if backlog.lagged:
-                return
-            if (queue.qsize() >= STREAM_QUEUE_LIMIT
-                    or backlog.bytes + len(e.payload) > self.queue_bytes):
-                backlog.lagged = True
-                queue.put_nowait(_OVERFLOW)
-                return
-            backlog.bytes += len(e.payload)
-            queue.put_nowait(e)
-
+        stream = _MemberStream(self.queue_bytes)
         try:
             member, start = await self.scribe.join(
-                request.name, on_event, member=request.member,
+                request.name, stream.offer, member=request.member,
                 resume_after=request.last_seq if request.resume else None)
         except McastError as exc:
             await _abort(context, exc)
-        backlog.given = start
+        stream.given = start
         key = (request.name, member.name)
-        self._streams.setdefault(key, []).append((member, queue))
+        self._streams.setdefault(key, []).append((member, stream))
         try:
             yield mpb.GroupEvent(kind=mpb.GroupEvent.JOINED, group=request.name, seq=start)
-            held: Any = None  # taken from the queue, but for the next stream message
             while True:
-                e = held if held is not None else await queue.get()
-                held = None
-                if e is _LEFT:
+                out = await stream.next()
+                if out is _LEFT:
                     # Not a plain end of stream: the client would take that for a lost access
                     # node and re-attach. ABORTED tells it the member left for good.
                     await context.abort(grpc.StatusCode.ABORTED, "member left the group")
-                if e is _OVERFLOW:
+                if out is _OVERFLOW:
                     yield mpb.GroupEvent(kind=mpb.GroupEvent.LAGGED, group=request.name,
-                                         seq=backlog.given)
+                                         seq=stream.given)
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                         "client too slow: resume after the lagged event's seq")
-                backlog.took(e)
-                out = event_to_pb(e)
-                size = len(e.payload)
-                while (e.kind != ENDED and not queue.empty() and len(out.more) < BATCH_EVENTS
-                       and size < BATCH_BYTES):
-                    nxt = queue.get_nowait()
-                    if nxt is _LEFT or nxt is _OVERFLOW or nxt.kind == ENDED:
-                        held = nxt
-                        break
-                    out.more.append(event_to_pb(nxt))
-                    size += len(nxt.payload)
-                    backlog.took(nxt)
                 yield out
-                if e.kind == ENDED:
+                if out.kind == mpb.GroupEvent.ENDED:
                     return
         finally:
             entries = self._streams.get(key, [])
-            if (member, queue) in entries:
-                entries.remove((member, queue))
+            if (member, stream) in entries:
+                entries.remove((member, stream))
             if not entries:
                 self._streams.pop(key, None)
             await self.scribe.leave(request.name, member)
@@ -169,8 +177,8 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
     async def Leave(self, request: mpb.LeaveGroupRequest, context: Any) -> mpb.LeaveGroupReply:
         # A copy: each stream's own cleanup empties the live list while we wait below.
         entries = list(self._streams.get((request.name, request.member), []))
-        for member, queue in entries:
-            queue.put_nowait(_LEFT)
+        for member, stream in entries:
+            stream.leave()
             await self.scribe.leave(request.name, member)
         return mpb.LeaveGroupReply(left=len(entries))
 

@@ -52,7 +52,9 @@ def test_scribe_on_the_in_memory_network() -> None:
                        app_factories={"scribe": lambda kbr, rng: Scribe(kbr, SCRIBE, rng)})
         await ring.grow(NODES)
         assert await ring.converge()
-        await asyncio.sleep(5)
+        assert await ring.wait_for(  # location caches full, as in a settled real ring
+            lambda: all(len(s.node.cache) == NODES - 1 for s in ring.nodes.values()), 60,
+            step=0.5)
         sims = sorted(ring.nodes.values(), key=lambda s: s.node.me.address)
 
         async def wait_for(check: Callable[[], bool]) -> bool:

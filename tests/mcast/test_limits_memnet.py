@@ -36,14 +36,14 @@ def test_64_messages_of_1_mib_in_flight_then_a_root_crash_and_a_full_resume(run_
                                                                  parent_timeout=3.0), rng)})
         await ring.grow(12)
         assert await ring.converge()
-        await asyncio.sleep(10)
+        assert await ring.wait_for(  # location caches full: sends go to the root in one hop
+            lambda: all(len(s.node.cache) == 11 for s in ring.nodes.values()), 60, step=0.5)
         sims = sorted(ring.nodes.values(), key=lambda s: s.node.me.address)
         await scribe(sims[0]).create("big")
         got: dict[int, list[Event]] = {}
         for i, sim in enumerate(sims[1:5]):
             events = got.setdefault(i, [])
             await scribe(sim).join("big", events.append, member=f"m{i}")
-        await asyncio.sleep(2)
 
         seqs = await asyncio.gather(*(scribe(sims[5 + i % 5]).send("big", payload(i))
                                       for i in range(MESSAGES)))

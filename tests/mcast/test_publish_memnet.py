@@ -27,7 +27,8 @@ def test_concurrent_publishers_survive_replica_and_root_crashes(run_virtual) -> 
             "scribe": lambda kbr, rng: Scribe(kbr, ScribeConfig(parent_timeout=2.0), rng)})
         await ring.grow(16)
         assert await ring.converge()
-        await asyncio.sleep(10)
+        assert await ring.wait_for(  # location caches full: sends go to the root in one hop
+            lambda: all(len(s.node.cache) == 15 for s in ring.nodes.values()), 60, step=0.5)
         sims = sorted(ring.nodes.values(), key=lambda s: s.node.me.address)
         await scribe(sims[0]).create("g")
         root = next(s for s in ring.nodes.values() if "g" in scribe(s).roots)
@@ -38,7 +39,6 @@ def test_concurrent_publishers_survive_replica_and_root_crashes(run_virtual) -> 
         for sim in safe[:4]:
             await scribe(sim).join("g", got.setdefault(sim.node.me.address, []).append,
                                    member="m")
-        await asyncio.sleep(2)
         acked: dict[bytes, int] = {}
         acked_at: list[float] = []
         crashed_at: list[float] = []
