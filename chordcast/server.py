@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import random
 import socket
 from dataclasses import dataclass, field
 
@@ -110,7 +111,9 @@ class NodeServer:
                               observer=self.metrics)
         self.kbr = Kbr(self.node)
         self.storage = Storage(self.kbr, replicas=opts.replicas)
-        self.scribe = Scribe(self.kbr, opts.scribe)
+        # Destroy tokens and message ids from the OS's entropy (as `secrets` draws them); the
+        # protocol takes any rng, so the simulator stays reproducible with a seeded one.
+        self.scribe = Scribe(self.kbr, opts.scribe, random.SystemRandom())
         self.server.add_generic_rpc_handlers(
             [chord_handler(self.node.handle, self.streams, self.metrics.rpc)])
         client_pb2_grpc.add_NodeApiServicer_to_server(

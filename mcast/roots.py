@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -178,7 +177,9 @@ class Roots:
         if await self.root(op.name) is not None or op.name in core.roots:
             # (checked again after the wait: two creates at once must not both win)
             return reply(error=f"group {op.name!r} already exists", code="exists")
-        token = secrets.token_hex(16)  # unguessable: it is the right to destroy the group
+        # The right to destroy the group: unguessable where the node's rng draws from the
+        # OS (a real node's does); seeded, so reproducible, in the simulator.
+        token = f"{core.rng.getrandbits(128):032x}"
         record = mpb.GroupRecord(name=op.name, creator=op.creator, created_ms=core.now_ms(),
                                  token_hash=hashlib.sha256(token.encode()).digest(),
                                  archive=op.archive or core.config.archive)
