@@ -63,6 +63,13 @@ class Upcalls(Protocol):
     def update(self, change: NeighborChange) -> None: ...
 
 
+class AppFlow(Protocol):
+    """Messages to one node's application, one way and in order (a stream): `send` raises
+    PeerUnavailable once the flow has broken; whatever was sent got through up to a point."""
+
+    async def send(self, payload: bytes) -> None: ...
+
+
 class Overlay(Protocol):
     """What KBR needs of the node beneath it (`chord.node.ChordNode`): the Common API is
     written against this, so the node depends on KBR's types and never the other way round."""
@@ -78,6 +85,8 @@ class Overlay(Protocol):
                     ) -> RouteResult: ...
 
     async def app_call(self, node: NodeRef, app: str, payload: bytes) -> bytes: ...
+
+    def app_flow(self, node: NodeRef, app: str) -> AppFlow: ...
 
     async def broadcast(self, app: str, payload: bytes) -> None: ...
 
@@ -158,6 +167,11 @@ class Kbr:
 
     async def send(self, node: NodeRef, app: str, payload: bytes) -> bytes:
         return await self.node.app_call(node, app, payload)
+
+    def flow(self, node: NodeRef, app: str) -> AppFlow:
+        """A stream of one-way messages to `app` on `node`, each taken by its `direct`
+        upcall in the order sent (the answers are dropped)."""
+        return self.node.app_flow(node, app)
 
     async def broadcast(self, app: str, payload: bytes) -> None:
         """Deliver to `app`'s `direct` upcall on every ring node, this one included."""

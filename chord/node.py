@@ -23,7 +23,7 @@ from chord.ids import IdSpace
 from chord.kbr import LookupFailed, RouteResult
 from chord.maintenance import Maintenance
 from chord.ports import Clock, Observer, PeerUnavailable, RemoteError, Transport
-from chord.routing import Routing
+from chord.routing import AppFlow, Routing
 from chord.state import NodeRef
 from chord.wire import node_to_pb, nodes_from_pb, nodes_to_pb
 from chordcast.v1 import chord_pb2 as pb
@@ -234,6 +234,10 @@ class ChordNode(NodeCore):
     async def app_call(self, node: NodeRef, app: str, payload: bytes) -> bytes:
         """Send an application message straight to `node` (not routed)."""
         return await self.routing.app_call(node, app, payload)
+
+    def app_flow(self, node: NodeRef, app: str) -> AppFlow:
+        """Application messages to `node`, one way, in order (see AppFlow)."""
+        return AppFlow(self, node, app)
 
     # ================================================================== incoming RPCs
     async def handle(self, method: str, request: Message) -> Message:

@@ -44,11 +44,31 @@ class InvalidRequest(Exception):
 Handler = Callable[[str, Message], Awaitable[Message]]
 
 
+class Flow(Protocol):
+    """One-way messages to one method of one peer, as a stream carries them: handled by the
+    peer in the order sent, one after the other, never answered. A flow is one stream's life:
+    once it breaks (the peer died, the connection dropped, the peer read too slowly for too
+    long), every later `send` raises, and what was sent is delivered only up to some point
+    (a prefix: never a message after one that was lost). Whoever needs more opens a new flow."""
+
+    async def send(self, request: Message, timeout: float) -> None:
+        """Queue `request` behind those sent before. Waits while the flow is full (the peer
+        handles them slower than they come), at most `timeout`. Raises PeerUnavailable (or
+        RemoteError for a request the transport refuses, e.g. too big) when the flow is or
+        becomes broken; then the message may or may not have been queued."""
+        ...
+
+
 class Transport(Protocol):
     async def call(self, address: str, method: str, request: Message, timeout: float) -> Message:
         """Send `request` to the Chord service at `address`.
 
         Raises PeerUnavailable (no answer in time) or RemoteError (the peer refused it)."""
+        ...
+
+    def flow(self, address: str, method: str) -> Flow:
+        """A new flow to `method` of the Chord service at `address` (the method's handler
+        takes each message; its reply is dropped). Opening one costs nothing on the wire."""
         ...
 
     async def watch(self, address: str) -> None:

@@ -24,6 +24,37 @@ log = logging.getLogger(__name__)
 ONE_HOP_TRIES = 2  # the cached guess, then the best node a refusal's hints name
 
 
+class AppFlow:
+    """Application messages straight to one node, one way and in order (a transport flow
+    carrying AppCall requests). Raises PeerUnavailable once broken: then open another."""
+
+    def __init__(self, host: NodeCore, node: NodeRef, app: str) -> None:
+        self._host = host
+        self._node = node
+        self._app = app
+        self._flow = host.transport.flow(node.address, "AppCall")
+        self.broken = False
+
+    async def send(self, payload: bytes) -> None:
+        host = self._host
+        if self.broken:
+            raise PeerUnavailable(self._node.address, "flow broken")
+        if self._node.id == host.me.id:
+            await host.upcalls.direct(self._app, payload, host.me)
+            return
+        try:
+            await self._flow.send(pb.AppCallRequest(app=self._app, payload=payload,
+                                                    sender=host.me_pb()),
+                                  host.config.rpc_timeout)
+        except PeerUnavailable:
+            self.broken = True
+            host.forget(self._node.id)
+            raise
+        except RemoteError:
+            self.broken = True
+            raise
+
+
 class Routing:
     """Routes that start, pass through or end at one node."""
 

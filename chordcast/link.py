@@ -33,6 +33,7 @@ MAX_IN_FLIGHT = 1024  # calls one link has outstanding; more wait for a slot (wi
 # Requests one stream runs at once; beyond it the reader stops reading. As many as a caller
 # may have in flight, so a well-behaved peer's pings never wait behind its slow calls.
 MAX_HANDLERS = MAX_IN_FLIGHT
+ONE_WAY_DRAIN = 10.0  # seconds a closing stream waits for the one-way frames it took
 FRAME_OVERHEAD = 64  # bytes a frame adds to its body (id, method, status), generously
 # The largest body one call may carry: a stream message holds it with room to spare.
 MAX_FRAME_BYTES = MAX_MESSAGE_BYTES - (64 << 10)
@@ -155,6 +156,7 @@ class Link:
         self._pending: dict[int, asyncio.Future[link_pb2.Frame]] = {}
         self._next_id = 0
         self._call: Any = None
+        self.generation = 0  # counts the streams opened: a flow lives on one of them
         self._batcher: _Batcher | None = None
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
@@ -200,6 +202,32 @@ class Link:
             raise LinkError(_CODES.get(answer.code, grpc.StatusCode.UNKNOWN), answer.detail)
         return answer.body
 
+    async def cast(self, method: str, body: bytes, generation: int, timeout: float) -> int:
+        """Send a one-way frame (id 0: never answered) behind those sent before it on the
+        same stream, and return that stream's generation. With a `generation` (not 0) it must
+        go on that stream: if it broke meanwhile, the frame is not sent (UNAVAILABLE), as the
+        peer may have lost some of those sent before. Waits while the stream takes nothing
+        (flow control), at most `timeout`; then the flow is taken for broken."""
+        if self._closed:
+            raise LinkError(grpc.StatusCode.CANCELLED, "link closed")
+        if len(body) > MAX_FRAME_BYTES:
+            raise LinkError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"{method} message of {len(body)} bytes exceeds the limit")
+        if generation and (self._batcher is None or generation != self.generation):
+            raise LinkError(grpc.StatusCode.UNAVAILABLE, f"{self._path}: stream broken")
+        batcher = self._open()
+        generation = self.generation
+        if len(batcher) >= MAX_IN_FLIGHT:
+            try:
+                await asyncio.wait_for(batcher.flush(), timeout)
+            except TimeoutError:
+                raise LinkError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"{self._path}: the peer takes nothing") from None
+            if self._batcher is not batcher:
+                raise LinkError(grpc.StatusCode.UNAVAILABLE, f"{self._path}: stream broken")
+        batcher.push(link_pb2.Frame(method=method, body=body))
+        return generation
+
     def _open(self) -> _Batcher:
         if self._batcher is None:
             try:
@@ -210,8 +238,9 @@ class Link:
                 raise LinkError(grpc.StatusCode.UNAVAILABLE, f"cannot open a stream: {exc}"
                                 ) from None
             self._call = call
+            self.generation += 1
             self._batcher = _Batcher(call.write, lambda exc: self._write_failed(call, exc),
-                                     lambda frame: frame.id in self._pending)
+                                     lambda frame: not frame.id or frame.id in self._pending)
             self._reader = asyncio.get_running_loop().create_task(self._read(call))
         return self._batcher
 
@@ -338,6 +367,28 @@ class Streams:
                 if observe is not None:
                     observe(frame.method, time.perf_counter() - started, status)
 
+        # One-way frames (id 0) are handled one at a time, in order, by one task; when
+        # max_handlers of them wait, the reader stops reading and flow control holds the peer.
+        one_way: asyncio.Queue[link_pb2.Frame] = asyncio.Queue(max_handlers)
+
+        async def take_one_way() -> None:
+            while True:
+                frame = await one_way.get()
+                started, status = time.perf_counter(), "OK"
+                try:
+                    await dispatch(frame.method, frame.body)
+                except Refusal as exc:  # nobody to tell: counted by its status
+                    status = exc.code.name
+                except Exception:
+                    status = "UNKNOWN"
+                    log.exception("%s failed", frame.method or "a message without a method")
+                finally:
+                    one_way.task_done()
+                    if observe is not None:
+                        observe(frame.method, time.perf_counter() - started, status)
+
+        takers: list[asyncio.Task[None]] = []  # the one task that takes one-way frames
+
         async def read() -> None:
             loop = asyncio.get_running_loop()
             while not failed:
@@ -345,6 +396,11 @@ class Streams:
                 if message is grpc.aio.EOF:
                     return
                 for frame in message.frames:
+                    if not frame.id:
+                        if not takers:
+                            takers.append(loop.create_task(take_one_way()))
+                        await one_way.put(frame)
+                        continue
                     await slots.acquire()
                     task = loop.create_task(answer(frame))
                     running.add(task)
@@ -363,7 +419,10 @@ class Streams:
             except Exception:  # the stream broke while reading: nobody is left to answer
                 return
             # The caller closed its side or the server is stopping: let the answers it still
-            # waits for go out.
+            # waits for go out, after the one-way messages it sent before closing.
+            if takers:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(one_way.join(), ONE_WAY_DRAIN)
             if running:
                 await asyncio.wait(running)
             if not failed:
@@ -371,7 +430,7 @@ class Streams:
         finally:
             self._readers.discard(reader)
             reader.cancel()
-            for task in running:
+            for task in [*running, *takers]:
                 task.cancel()
             batcher.close()
 

@@ -110,6 +110,9 @@ class GrpcTransport:
         await peer_link.retire(timeout=30.0)
         await channel.close(grace=1.0)
 
+    def flow(self, address: str, method: str) -> GrpcFlow:
+        return GrpcFlow(self, address, method)
+
     async def call(self, address: str, method: str, request: Message, timeout: float) -> Message:
         started, status = time.perf_counter(), "OK"
         try:
@@ -149,6 +152,47 @@ class GrpcTransport:
             peer_link.close()
             await channel.close(grace=0.5)
         self._channels.clear()
+
+
+class GrpcFlow:
+    """One-way frames on the peer's Link stream (chordcast.link.Link.cast): the stream keeps
+    their order and its flow control is the window. Bound to the stream it started on: when
+    that one breaks, so does the flow."""
+
+    def __init__(self, transport: GrpcTransport, address: str, method: str) -> None:
+        self._transport = transport
+        self.address = address
+        self.method = method
+        self._link: link.Link | None = None
+        self._generation = 0
+        self.broken = False
+
+    async def send(self, request: Message, timeout: float) -> None:
+        transport, address = self._transport, self.address
+        started, status = time.perf_counter(), "OK"
+        try:
+            if self.broken:
+                raise link.LinkError(grpc.StatusCode.UNAVAILABLE, "flow broken")
+            peer_link = transport._peer(address)[1]
+            if self._link is not None and peer_link is not self._link:
+                raise link.LinkError(grpc.StatusCode.UNAVAILABLE, "connection replaced")
+            self._link = peer_link
+            self._generation = await peer_link.cast(
+                self.method, request.SerializeToString(), self._generation, timeout)
+        except link.LinkError as exc:
+            self.broken = True
+            status = exc.code.name
+            if exc.code in _UNAVAILABLE:
+                raise PeerUnavailable(address, f"{exc.code.name}: {exc.detail}") from None
+            raise RemoteError(address, exc.code.name, exc.detail) from None
+        except ValueError as exc:  # a malformed address never reaches the network
+            self.broken = True
+            status = "INVALID_ARGUMENT"
+            raise PeerUnavailable(address, f"bad address: {exc}") from None
+        finally:
+            if transport.observe is not None:
+                transport.observe(f"{self.method}:flow", "client", time.perf_counter() - started,
+                                  status)
 
 
 def chord_handler(handle: Handler, streams: link.Streams, observe: RpcObserver | None = None

@@ -7,26 +7,41 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from chord.kbr import AppFlow
 from chord.ports import PeerUnavailable, RemoteError
 from chord.state import NodeRef
 from chord.wire import node_from_pb
 from chordcast.v1 import mcast_pb2 as mpb
-from mcast.core import SEND_BATCH, ScribeCore, direct_reply
+from mcast.core import APP, SEND_BATCH, ScribeCore, direct_reply
 from mcast.tree import ENDED, Child, Event, GroupState, take
 
 CHILD_QUEUE_LIMIT = 10_000
-PUSH_WINDOW = 32  # batches in flight to one child: a push need not wait for the last one's ack
+RESEND = 4 * SEND_BATCH  # the newest messages a replacement flow carries again
+RETRY_FIRST = 0.005  # seconds before a flow that broke again is replaced again (doubling)
+RETRY_MAX = 0.5
 
 
 class _ChildLink:
-    """Messages to one child go in order, in batches, up to PUSH_WINDOW batches in flight
-    (like a stream with a window). The first batch to a new child goes alone: until it has
-    taken one, it may not know where its stream starts, and must not see a later batch first."""
+    """Messages to one child, in order and in batches, on one flow (a stream: each batch goes
+    as soon as the flow takes it, so a burst is many batches on the wire at once, and the
+    child takes them in order). A flow that breaks may have lost its last messages: a new one
+    starts with the newest RESEND again (the child drops what it has), so a push that did not
+    land is re-sent at once instead of waiting for the child's next refresh. Flows that keep
+    breaking are replaced less and less often; a child unreachable for a whole parent timeout
+    is dropped (it re-joins, if it lives)."""
 
-    def __init__(self) -> None:
+    def __init__(self, flow: AppFlow) -> None:
+        self.flow = flow
         self.queue: deque[mpb.GroupMessage] = deque()
-        self.in_flight = 0
-        self.closed = False  # dropped: pushes still in flight must not touch what follows
+        self.sent: deque[mpb.GroupMessage] = deque(maxlen=RESEND)
+        self.pumping = False
+        self.failing_since: float | None = None  # the first break of the current run
+        self.failures = 0
+        self.closed = False  # dropped: a pump still running must not touch what follows
+
+    def heard_from_child(self) -> None:
+        """The child answered (its refresh): whatever broke before is over."""
+        self.failing_since, self.failures = None, 0
 
 
 class Children:
@@ -53,51 +68,60 @@ class Children:
 
     def _queue(self, g: GroupState, child: NodeRef, messages: list[mpb.GroupMessage]) -> None:
         key = (g.name, child.address)
-        link = self._links.setdefault(key, _ChildLink())
+        link = self._links.get(key)
+        if link is None:
+            link = self._links[key] = _ChildLink(self.core.kbr.flow(child, APP))
         link.queue.extend(messages)
         if len(link.queue) > CHILD_QUEUE_LIMIT:
             # A child this far behind is dropped; it re-joins and repairs from the archive.
             self.drop_child(g, child.address)
             return
-        self._pump(g.name, child, link)
+        if not link.pumping:
+            link.pumping = True
+            self.core.kbr.spawn(self._pump(g.name, child, link))
 
-    def _child(self, name: str, address: str) -> Child | None:
-        g = self.core.groups.get(name)
-        return g.children.get(address) if g is not None else None
-
-    def _pump(self, name: str, child: NodeRef, link: _ChildLink) -> None:
-        entry = self._child(name, child.address)
-        window = PUSH_WINDOW if entry is not None and entry.positioned else 1
-        while link.queue and link.in_flight < window:
-            batch = take(link.queue, SEND_BATCH)
-            for _ in batch:
-                link.queue.popleft()
-            link.in_flight += 1
-            self.core.kbr.spawn(self._push(name, child, link, batch))
-
-    async def _push(self, name: str, child: NodeRef, link: _ChildLink,
-                    batch: list[mpb.GroupMessage]) -> None:
+    async def _pump(self, name: str, child: NodeRef, link: _ChildLink) -> None:
+        """Send what is queued, batch by batch, until the queue is empty."""
+        core = self.core
         try:
-            reply = await self.core.send(child, mpb.McastDirect(
-                data=mpb.DataOp(name=name, messages=batch)))
-        except (PeerUnavailable, RemoteError):
-            reply = mpb.McastDirectReply(unknown=True)
-        link.in_flight -= 1
-        if link.closed:
-            return  # dropped meanwhile; a newer link (if any) is not ours to touch
-        key = (name, child.address)
-        if reply.unknown:
-            g = self.core.groups.get(name)
-            if g is not None:
-                self.drop_child(g, child.address)
-            return
-        entry = self._child(name, child.address)
-        if entry is not None:
-            entry.positioned = True
-        self.core.kbr.observer.mcast("forwarded", len(batch))
-        self._pump(name, child, link)
-        if not link.queue and not link.in_flight and self._links.get(key) is link:
-            del self._links[key]
+            while link.queue and not link.closed:
+                batch = take(link.queue, SEND_BATCH)
+                for _ in batch:
+                    link.queue.popleft()
+                link.sent.extend(batch)
+                try:
+                    await link.flow.send(mpb.McastDirect(
+                        data=mpb.DataOp(name=name, messages=batch)).SerializeToString())
+                except (PeerUnavailable, RemoteError):
+                    if not await self._replace_flow(name, child, link):
+                        return
+                    continue
+                core.kbr.observer.mcast("forwarded", len(batch))
+        finally:
+            link.pumping = False
+
+    async def _replace_flow(self, name: str, child: NodeRef, link: _ChildLink) -> bool:
+        """The flow broke: open a new one that starts with the newest messages sent again
+        (False: the child is dropped, or was meanwhile)."""
+        core = self.core
+        now = core.kbr.clock.now()
+        if link.failing_since is None:
+            link.failing_since = now
+        g = core.groups.get(name)
+        if link.closed or g is None or child.address not in g.children:
+            return False
+        if now - link.failing_since > core.config.parent_timeout:
+            self.drop_child(g, child.address)
+            return False
+        if link.failures:  # broke again: wait a little longer each time
+            await core.kbr.clock.sleep(min(RETRY_MAX, RETRY_FIRST * 2 ** (link.failures - 1)))
+            if link.closed:
+                return False
+        link.failures += 1
+        link.queue.extendleft(reversed(link.sent))
+        link.sent.clear()
+        link.flow = core.kbr.flow(child, APP)
+        return True
 
     def drop_child(self, g: GroupState, address: str) -> None:
         g.children.pop(address, None)
@@ -141,6 +165,9 @@ class Children:
         entry = g.children.get(child.address)
         if entry is not None:
             entry.members, entry.height = r.members, r.height
+        link = self._links.get((r.name, child.address))
+        if link is not None:
+            link.heard_from_child()
         return direct_reply(last_seq=g.last or 0, positioned=g.last is not None)
 
     # ------------------------------------------------------------ the end of a group

@@ -15,7 +15,7 @@ from chord.state import NodeRef
 from chord.wire import node_from_pb
 from chordcast.v1 import mcast_pb2 as mpb
 from mcast.children import Children
-from mcast.core import SEND_BATCH, McastError, ScribeCore, direct_reply, reply
+from mcast.core import McastError, ScribeCore, direct_reply, reply
 from mcast.tree import RANGE_MESSAGES, GroupState, Member, take
 
 log = logging.getLogger(__name__)
@@ -70,18 +70,48 @@ class Repair:
             del g.ahead[s]
         self.children.disseminate(g, g.accept([]))
         if g.missing() is not None:
-            self.core.kbr.spawn(self.repair_gap(g))
+            self.repair_soon(g)
 
     # ------------------------------------------------------------ data from the parent
     def on_data(self, data: mpb.DataOp, sender: NodeRef) -> bytes:
-        g = self.core.groups.get(data.name)
-        if g is None or g.parent is None or g.parent.address != sender.address:
-            return direct_reply(unknown=True)  # not (or no longer) its child
-        g.last_heard = self.core.kbr.clock.now()
+        core = self.core
+        g = core.groups.get(data.name)
+        if g is None or not self._from_parent(g, sender):
+            # Not (or no longer) its child. Pushes come one way, so tell the sender: it
+            # stops sending to us (as a child that left would).
+            core.kbr.spawn(core.send_quietly(sender, mpb.McastDirect(prune=mpb.RefreshOp(
+                name=data.name, child=core.pb(core.me)))))
+            return direct_reply(unknown=True)
+        g.last_heard = core.kbr.clock.now()
         self.children.disseminate(g, g.accept(list(data.messages)))
-        if g.missing() is not None and len(g.ahead) >= SEND_BATCH:
-            self.core.kbr.spawn(self.repair_gap(g))
+        if g.missing() is not None:
+            # A flow keeps its order, so a hole is a loss (a broken flow, a new parent that
+            # is ahead of us): ask for it now, not at the next refresh.
+            self.repair_soon(g)
         return direct_reply(last_seq=g.last or 0)
+
+    @staticmethod
+    def _from_parent(g: GroupState, sender: NodeRef) -> bool:
+        return any(p is not None and p.address == sender.address
+                   for p in (g.parent, g.moving_to))
+
+    def repair_soon(self, g: GroupState) -> None:
+        """Fill the holes in our stream now, one repair at a time."""
+        if not g.repairing:
+            g.repairing = True
+            self.core.kbr.spawn(self._repair_holes(g))
+
+    async def _repair_holes(self, g: GroupState) -> None:
+        try:
+            for _ in range(8):  # bounded: what stays missing is the maintenance's again
+                before = g.last
+                if g.missing() is None:
+                    return
+                await self.repair_gap(g)
+                if g.last == before:
+                    return  # no progress now
+        finally:
+            g.repairing = False
 
     # ------------------------------------------------------------ gaps and backfill
     async def backfill_members(self, g: GroupState) -> None:
@@ -163,12 +193,15 @@ class Repair:
         if g is None or g.parent is None or g.parent.address != old_parent.address:
             return
         target = node_from_pb(core.kbr.space, op.parent)
+        g.moving_to = target  # it may push to us before its answer comes
         try:
             answer = await core.send(target, mpb.McastDirect(adopt=mpb.RefreshOp(
                 name=op.name, child=core.pb(core.me), members=g.subtree_members(),
                 height=g.height())))
         except (PeerUnavailable, RemoteError):
             return
+        finally:
+            g.moving_to = None
         if answer.unknown:
             return
         g.parent = target

@@ -127,6 +127,8 @@ async def mcast_experiment(nodes: int, seed: int, groups: int, sizes: list[int],
     wanted = sum(len(expected[n]) for (n, _), _ in live)
     unique = sum(len(set(v) & set(expected[n])) for (n, _), v in live)
     depths, stress = tree_shape(ring, names)
+    node_stress = [sum(len(g.children) for g in sim.apps["scribe"].groups.values())
+                   for sim in ring.nodes.values()]
     forwarded = stats.counts["mcast_forwarded"] - forwarded_before
     await ring.stop()
     return {
@@ -143,6 +145,12 @@ async def mcast_experiment(nodes: int, seed: int, groups: int, sizes: list[int],
         "repair_max_s": round(max(repair_times), 2) if repair_times else 0.0,
         "depth_mean": round(statistics.mean(depths), 3), "depth_max": max(depths),
         "stress_mean": round(statistics.mean(stress), 3), "stress_max": max(stress),
+        # Scribe's node stress: children-table entries per node over all groups (every node);
+        # uplink stress: copies of one message a node sends at most (its children in one
+        # tree), against the largest group's size for a root sending to every member itself
+        "node_stress_mean": round(statistics.mean(node_stress), 3),
+        "node_stress_max": max(node_stress),
+        "uplink_stress_max": max(stress), "uplink_stress_unicast": max(sizes),
         "messages_per_delivery": round(forwarded / max(1, deliveries), 4),
         "delay_p50_ms": round(1000 * percentile(delays, 50), 2),
         "delay_p99_ms": round(1000 * percentile(delays, 99), 2),

@@ -85,7 +85,6 @@ class Child:
     expires: float
     members: int = 0   # members in its subtree, as it last reported
     height: int = 1    # height of its subtree
-    positioned: bool = False  # it has taken a push from us: later pushes may overlap
 
 
 @dataclass(frozen=True)
@@ -114,6 +113,8 @@ class GroupState:
     ahead: dict[int, mpb.GroupMessage] = field(default_factory=dict)  # beyond a gap
     last_heard: float = 0.0   # when the parent last proved alive
     rejoining: bool = False
+    repairing: bool = False  # a hole in the stream is being filled
+    moving_to: NodeRef | None = None  # asked to adopt us: its pushes are welcome already
     # While our own JOIN is in flight, the stream's start is the stopping node's position
     # (its answer), not whatever message happens to arrive first: hold messages until then.
     hold_base: bool = False

@@ -4,7 +4,8 @@
 of waiting, so protocol code written for asyncio runs unchanged, deterministically and as fast
 as the CPU allows. `MemoryNetwork` delivers RPCs between registered handlers with a latency
 model, loss and partitions; a crashed or unreachable node simply never answers, so callers see
-the same timeouts they would see on a real network.
+the same timeouts they would see on a real network. Flows (one-way streams) keep their order and
+their window, and break as a TCP connection does: when the peer is gone or cut off.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import heapq
 import logging
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -186,6 +187,9 @@ class MemoryTransport:
         finally:
             pending.disarm()
 
+    def flow(self, address: str, method: str) -> MemoryFlow:
+        return MemoryFlow(self.net, self.address, address, method)
+
     async def watch(self, address: str) -> None:
         net = self.net
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -201,6 +205,109 @@ class MemoryTransport:
                 watchers.remove(entry)
                 if not watchers:
                     del net._watchers[address]
+
+
+# Messages a flow has sent and its peer not yet handled; more wait (what a stream's flow-control
+# window and the server's queue together hold).
+FLOW_WINDOW = 1024
+
+
+class MemoryFlow:
+    """One stream's worth of one-way messages: each arrives one link latency after it was sent
+    but never before the one sent ahead of it, and the peer handles them one at a time in that
+    order. A stream is a connection, not a datagram: random loss does not touch it (TCP would
+    resend), but a peer that is gone or cut off breaks it, and nothing more goes through."""
+
+    def __init__(self, net: MemoryNetwork, src: str, dst: str, method: str) -> None:
+        self.net = net
+        self.src = src
+        self.dst = dst
+        self.method = method
+        self.broken = False
+        self._unhandled = 0
+        self._last_arrival = 0.0
+        self._room = asyncio.Event()
+        self._arrived: deque[Message] = deque()
+        self._busy = False
+        self._handler: Handler | None = None  # the peer it connected to (a restart breaks it)
+
+    async def send(self, request: Message, timeout: float) -> None:
+        net, loop = self.net, asyncio.get_running_loop()
+        if not self.broken and self._unhandled >= FLOW_WINDOW:
+            self._room.clear()
+            try:
+                await asyncio.wait_for(self._room.wait(), timeout)
+            except TimeoutError:
+                self._break()
+                raise PeerUnavailable(self.dst, f"{self.method} flow full for {timeout:g}s"
+                                      ) from None
+        if self.broken:
+            raise PeerUnavailable(self.dst, f"{self.method} flow broken")
+        if net.copy_messages and request.ByteSize() > MAX_MESSAGE_BYTES:
+            self._break()
+            raise RemoteError(self.dst, "RESOURCE_EXHAUSTED", _too_big("request", request))
+        net.messages += 1
+        net.calls[self.method] += 1
+        now = loop.time()
+        if net.trace is not None:
+            net.trace.append((round(now, 9), self.src, self.dst, self.method))
+        self._unhandled += 1
+        at = max(now + net.latency(self.src, self.dst, net.rng), self._last_arrival)
+        self._last_arrival = at
+        loop.call_at(at, self._arrive, net._copy(request))
+
+    def _arrive(self, request: Message) -> None:
+        if self.broken:
+            return
+        handler = self.net.handlers.get(self.dst)
+        if handler is None or not self.net._linked(self.src, self.dst) or (
+                self._handler is not None and handler is not self._handler):
+            self._break()
+            return
+        self._handler = handler
+        self._arrived.append(request)
+        if not self._busy:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Hand the arrived messages to the handler in order; one that waits for something
+        holds the rest until it is done."""
+        while self._arrived and not self.broken and self._handler is not None:
+            coro: Any = self._handler(self.method, self._arrived.popleft())
+            try:
+                waiting_on = coro.send(None)
+            except StopIteration:
+                self._handled()
+                continue
+            except Exception as exc:
+                self._failed(exc)
+                continue
+            self._busy = True
+            task = asyncio.get_running_loop().create_task(_resume(_Started(coro, waiting_on)))
+            task.add_done_callback(self._resumed)
+            return
+
+    def _resumed(self, task: asyncio.Task[Message]) -> None:
+        self._busy = False
+        if not task.cancelled() and task.exception() is not None:
+            self._failed(task.exception())
+        else:
+            self._handled()
+        self._drain()
+
+    def _failed(self, exc: BaseException | None) -> None:
+        if not isinstance(exc, InvalidRequest):  # a refusal has nobody to go to
+            log.error("flow %s on %s failed", self.method, self.dst, exc_info=exc)
+        self._handled()
+
+    def _handled(self) -> None:
+        self._unhandled -= 1
+        self._room.set()
+
+    def _break(self) -> None:
+        self.broken = True
+        self._arrived.clear()
+        self._room.set()
 
 
 def _settle(fut: asyncio.Future[None]) -> None:
