@@ -57,7 +57,7 @@ bench: $(STAMP) $(KAD)
 # Seeded simulator runs -> docs/simulation.md + docs/img/*.png (takes a while at full size).
 sim-report: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,report]'
-	$(PY) bench/sim_report.py
+	$(PY) -m bench.sim_report
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -305,7 +305,7 @@ def main() -> None:
         + ", ".join(f"{k} `{v}`" for k, v in data["code"].items())
         + ". Commits after a section's own only touch code that section does not run. Long "
         "sections can run in parallel from the command line and be merged with "
-        "`python bench/sim_report.py --sections '' --merge SECTION=FILE`.",
+        "`python -m bench.sim_report --sections '' --merge SECTION=FILE`.",
         "",
     ]
     (DOCS / "simulation.md").write_text("\n".join(md))

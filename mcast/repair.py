@@ -41,6 +41,7 @@ class Repair:
         if g.last is None and not g.is_root:
             self._position(g, answer.seq if answer.positioned else fallback)
         g.last_heard = self.core.kbr.clock.now()
+        g.parent_unconfirmed = False  # the JOIN arrived: the chain up from us exists
         return answer.seq
 
     def forward_join(self, op: mpb.McastRouted, next_hop: NodeRef) -> Forward:
@@ -50,7 +51,7 @@ class Repair:
         join = op.join
         child = node_from_pb(core.kbr.space, join.child) if join.HasField("child") else None
         g = core.groups.get(join.name)
-        if child is not None and child.id != core.me.id and g is not None and g.in_tree \
+        if child is not None and child.id != core.me.id and g is not None and g.attached \
                 and not g.rejoining:
             self.children.add_child(g, child)  # already in the tree: the JOIN stops here
             return Forward(op.SerializeToString(), stop=True, reply=reply(
@@ -58,7 +59,13 @@ class Repair:
         g = core.group(join.name)
         if child is not None and child.id != core.me.id:
             self.children.add_child(g, child)
-        g.parent = next_hop  # set again if this next hop fails and another is tried
+        if not g.is_root:
+            # Set again if this next hop fails and KBR tries another: that retry passes the
+            # same JOIN through us a second time, and it must go on, not stop at us (we
+            # would hang from the dead node).
+            if g.parent is None or g.parent_unconfirmed:
+                g.parent_unconfirmed = True
+            g.parent = next_hop
         g.last_heard = core.kbr.clock.now()
         join.child.CopyFrom(core.pb(core.me))
         return Forward(op.SerializeToString())
@@ -83,6 +90,8 @@ class Repair:
                 name=data.name, child=core.pb(core.me)))))
             return direct_reply(unknown=True)
         g.last_heard = core.kbr.clock.now()
+        if g.parent is not None and g.parent.address == sender.address:
+            g.parent_unconfirmed = False
         self.children.disseminate(g, g.accept(list(data.messages)))
         if g.missing() is not None:
             # A flow keeps its order, so a hole is a loss (a broken flow, a new parent that
@@ -268,6 +277,7 @@ class Repair:
                 answer = mpb.McastDirectReply(unknown=True)
             if not answer.unknown:
                 g.last_heard = core.kbr.clock.now()
+                g.parent_unconfirmed = False
                 if g.last is None and answer.positioned:
                     self._position(g, answer.last_seq)  # a fresh forwarder learns where it is
                 elif answer.positioned:

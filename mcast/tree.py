@@ -114,6 +114,9 @@ class GroupState:
     last_heard: float = 0.0   # when the parent last proved alive
     rejoining: bool = False
     repairing: bool = False  # a hole in the stream is being filled
+    # Our parent was set by a JOIN we passed on and has not proved alive since (no data, no
+    # answer): a JOIN met now must go on, not stop here, as we may hang from a dead node.
+    parent_unconfirmed: bool = False
     moving_to: NodeRef | None = None  # asked to adopt us: its pushes are welcome already
     # While our own JOIN is in flight, the stream's start is the stopping node's position
     # (its answer), not whatever message happens to arrive first: hold messages until then.
@@ -125,6 +128,12 @@ class GroupState:
     @property
     def in_tree(self) -> bool:
         return self.is_root or self.parent is not None
+
+    @property
+    def attached(self) -> bool:
+        """In the tree as far as we know: the root, or hanging from a parent that proved
+        alive. Only such a node may stop a JOIN."""
+        return self.is_root or (self.parent is not None and not self.parent_unconfirmed)
 
     def accept(self, messages: list[mpb.GroupMessage]) -> list[mpb.GroupMessage]:
         """Take messages from the parent (any order, duplicates allowed); return the ones that

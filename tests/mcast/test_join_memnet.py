@@ -9,6 +9,7 @@ import pytest
 
 from chord.node import NodeConfig
 from chord.sim.ring import SimNode, SimRing
+from chordcast.v1 import mcast_pb2 as mpb
 from mcast.scribe import McastError, Scribe, ScribeConfig
 
 CONFIG = NodeConfig(successors=4, stabilize_interval=0.5, rpc_timeout=0.5)
@@ -64,5 +65,34 @@ def test_joining_a_group_that_does_not_exist_creates_nothing(run_virtual) -> Non
         assert refused.value.code == "not_found"
         await asyncio.sleep(1)  # nothing can arrive later: a state made on the way would stay
         assert not any("nothing" in scribe(s).groups for s in ring.nodes.values())
+
+    run_virtual(scenario())
+
+
+def test_a_join_retried_past_a_dead_next_hop_goes_on_instead_of_stopping_here(
+        run_virtual) -> None:
+    """KBR tries another next hop when one does not answer, and calls the forward upcall
+    again with the same JOIN. The first call made this node a forwarder hanging from the dead
+    hop: the retry must go on through the live one (and hang us from it), not stop here."""
+
+    async def scenario() -> None:
+        _, sims = await ring_with_group()
+        root = next(s for s in sims if "g" in scribe(s).roots)
+        node, child, dead, live = [s for s in sims if s is not root and not scribe(s).roles()
+                                   ][:4]
+        join = mpb.McastRouted(join=mpb.JoinOp(name="g", child=scribe(child)._core.pb(
+            child.node.me)))
+        payload = join.SerializeToString()
+        first = await scribe(node).forward(0, payload, None, dead.node.me)
+        assert not first.stop
+        retry = await scribe(node).forward(0, payload, None, live.node.me)
+        assert not retry.stop, "the retried JOIN stopped at a node hanging from a dead hop"
+        g = scribe(node).groups["g"]
+        assert g.parent is not None and g.parent.address == live.node.me.address
+        assert child.node.me.address in g.children
+        # Once its parent has proved alive, the node is in the tree: a JOIN stops here.
+        scribe(node)._repair.on_data(mpb.DataOp(name="g"), live.node.me)
+        again = await scribe(node).forward(0, payload, None, live.node.me)
+        assert again.stop
 
     run_virtual(scenario())
