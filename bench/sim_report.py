@@ -96,6 +96,37 @@ def code_version() -> str:
     return commit + ("+changes" if dirty else "")
 
 
+def _node_stress(row: dict[str, Any]) -> str:
+    if "node_stress_mean" not in row:
+        return "-"  # measured since the flows (issue 12)
+    return f"{row['node_stress_mean']}/{row['node_stress_max']}"
+
+
+def _before_after(data: dict[str, Any]) -> list[str]:
+    """The full-size run before issue 12's changes (kept from its commit) beside the current."""
+    before = data.get("scribe_full_before")
+    if not before or not data.get("scribe_full"):
+        return []
+    rows = [("before (" + before["code"] + ")", before["row"]),
+            ("after (" + data["code"]["scribe_full"] + ")", data["scribe_full"][0])]
+    return [
+        "### Before and after issue 12 (10,000 nodes, 100 groups, no crash)",
+        "",
+        "Before: unary pushes with an answer each, one batch at a time to a new child; "
+        "after: pushes on one-way ordered flows, a lost push re-sent at once, a hole asked "
+        "for at once.",
+        "",
+        table(["run", "delay p50/p99 ms", "delay penalty", "depth mean/max",
+               "children mean/max", "node stress mean/max", "msgs per delivery",
+               "exactly-once in order"],
+              [[name, f"{r['delay_p50_ms']}/{r['delay_p99_ms']}", r["delay_penalty_mean"],
+                f"{r['depth_mean']}/{r['depth_max']}", f"{r['stress_mean']}/{r['stress_max']}",
+                _node_stress(r), r["messages_per_delivery"],
+                r["exactly_once_in_order_fraction"]] for name, r in rows]),
+        "",
+    ]
+
+
 def plot(paths: list[dict[str, Any]], fails: list[dict[str, Any]]) -> list[str]:
     import matplotlib
 
@@ -263,18 +294,24 @@ def main() -> None:
         "Delay is from the root's stamp to delivery; the stamp comes before the root copies "
         "the message to its replicas, so every delay includes that round trip (the price of "
         "gap-free root failover). Delay penalty = delay / direct unicast latency root→member. "
-        "Delivered = distinct expected messages that arrived / expected, over live members.",
+        "Delivered = distinct expected messages that arrived / expected, over live members. "
+        "Children per tree node in one group is the uplink stress: the copies of one "
+        "message a node sends (a root sending to every member itself would send as many as "
+        "the group has members, up to 5,000). Node stress, as in the Scribe paper: "
+        "children-table entries per node over all groups, every node counted.",
         "",
         table(["nodes", "groups", "members", "forwarders crashed", "exactly-once in order",
                "delivered", "depth mean/max",
-               "children mean/max", "msgs per delivery", "delay p50/p99 ms", "delay penalty",
-               "settle s"],
+               "children mean/max", "node stress mean/max", "msgs per delivery",
+               "delay p50/p99 ms", "delay penalty", "settle s"],
               [[r["nodes"], r["groups"], r["members"], r["crashed_forwarders"],
                 r["exactly_once_in_order_fraction"], r.get("delivered_fraction", "-"),
                 f"{r['depth_mean']}/{r['depth_max']}", f"{r['stress_mean']}/{r['stress_max']}",
-                r["messages_per_delivery"], f"{r['delay_p50_ms']}/{r['delay_p99_ms']}",
+                _node_stress(r), r["messages_per_delivery"],
+                f"{r['delay_p50_ms']}/{r['delay_p99_ms']}",
                 r["delay_penalty_mean"], r["settle_seconds"]] for r in scribes]),
         "",
+        *_before_after(data),
         "### Tree repair after forwarder crashes",
         "",
         "Per subtree cut off by a crash (a live tree node whose parent crashed): the time "
