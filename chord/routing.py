@@ -60,7 +60,6 @@ class Routing:
 
     def __init__(self, node: NodeCore) -> None:
         self.node = node
-        self._next_request = 0
         self._pending: dict[int, asyncio.Future[pb.RouteResultRequest]] = {}
 
     # ================================================================== origination
@@ -167,8 +166,11 @@ class Routing:
         self, key: int, app: str, payload: bytes, first_hop: str | None
     ) -> RouteResult:
         node = self.node
-        self._next_request += 1
-        rid = self._next_request
+        # Drawn, not counted: a node that could guess another's request ids could answer
+        # its routes with forged results (a real node's rng draws from the OS).
+        rid = node.rng.getrandbits(63) or 1
+        while rid in self._pending:
+            rid = node.rng.getrandbits(63) or 1
         fut: asyncio.Future[pb.RouteResultRequest] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         timeout = node.config.lookup_timeout

@@ -17,6 +17,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from chordcast.client import Client, Subscription
 from chordcast.results import GroupMessage, InboxMessage
+from chordcast.tls import TlsConfig
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -36,9 +37,9 @@ class BlockingClient:
     """The `Client` API without asyncio; every coroutine method has a blocking twin."""
 
     def __init__(self, addresses: list[str] | str, timeout: float = 10.0,
-                 ring_aware: bool = True) -> None:
+                 ring_aware: bool = True, tls: TlsConfig | None = None) -> None:
         # Made first: it validates the addresses before any thread starts.
-        self.client = Client(addresses, timeout, ring_aware)
+        self.client = Client(addresses, timeout, ring_aware, tls)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="chordcast-client")

@@ -45,6 +45,7 @@ from chordcast.results import (
     Stored,
     Value,
 )
+from chordcast.tls import Credentials, TlsConfig, TlsError, channel_options
 from chordcast.v1 import chord_pb2, mcast_pb2_grpc
 from chordcast.v1 import client_pb2 as cpb
 from chordcast.v1 import mcast_pb2 as mpb
@@ -102,7 +103,15 @@ class Client:
     current node."""
 
     def __init__(self, addresses: list[str] | str, timeout: float = 10.0,
-                 ring_aware: bool = True) -> None:
+                 ring_aware: bool = True, tls: TlsConfig | None = None) -> None:
+        """`tls`: a client (or node) certificate, its key and the CA, for a ring that runs
+        with mutual TLS; by default from CHORDCAST_TLS_CERT, _KEY and _CA when they are set."""
+        try:
+            config = tls if tls is not None else TlsConfig.from_options(None, None, None)
+        except TlsError as exc:
+            raise ClientError(str(exc)) from None
+        self._tls = Credentials(config) if config is not None else None
+        self._tls_version = self._tls.version if self._tls is not None else None
         self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         if not self.addresses:
             raise ClientError("give at least one node address")
@@ -115,6 +124,8 @@ class Client:
         self.current = 0  # index of the node calls go to first
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._sessions: dict[tuple[str, str], link.Link] = {}  # (stream path, address)
+        self._retired: list[grpc.aio.Channel] = []  # replaced after a certificate rotation
+        self._retired_sessions: list[link.Link] = []
         self._space: IdSpace | None = None
         self.ring_aware = ring_aware
         self._view: list[tuple[int, str]] | None = None  # (id, address) sorted, as last seen
@@ -127,24 +138,43 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        for session in self._sessions.values():
+        for session in [*self._sessions.values(), *self._retired_sessions]:
             await session.aclose()
         self._sessions.clear()
-        for ch in self._channels.values():
+        self._retired_sessions.clear()
+        for ch in [*self._channels.values(), *self._retired]:
             await ch.close()
         self._channels.clear()
+        self._retired.clear()
 
     # -- plumbing ---------------------------------------------------------------------------
+    def _rotate_if_changed(self) -> None:
+        if self._tls is not None and self._tls.version != self._tls_version:
+            # Rotated certificate files: new calls go on new connections that present them;
+            # streams open on the old ones go on until they end (closed with the client).
+            self._tls_version = self._tls.version
+            self._retired.extend(self._channels.values())
+            self._channels.clear()
+            self._retired_sessions.extend(self._sessions.values())
+            self._sessions.clear()
+
     def _channel(self, address: str) -> grpc.aio.Channel:
+        self._rotate_if_changed()
         ch = self._channels.get(address)
         if ch is None:
-            ch = self._channels[address] = grpc.aio.insecure_channel(address, options=_OPTIONS)
+            if self._tls is None:
+                ch = grpc.aio.insecure_channel(address, options=_OPTIONS)
+            else:
+                ch = grpc.aio.secure_channel(address, self._tls.channel(),
+                                             options=[*_OPTIONS, *channel_options(address)])
+            self._channels[address] = ch
         return ch
 
     def multicast_stub(self, address: str) -> mcast_pb2_grpc.MulticastStub:
         return mcast_pb2_grpc.MulticastStub(self._channel(address))
 
     def _session(self, address: str, path: str) -> link.Link:
+        self._rotate_if_changed()
         session = self._sessions.get((path, address))
         if session is None:
             session = self._sessions[path, address] = link.Link(self._channel(address), path)

@@ -20,6 +20,7 @@ from chord.node import ChordNode
 from chord.ports import Observer
 from chord.storage import Storage
 from chordcast.address import join_address
+from chordcast.authz import REASONS as AUTH_REASONS
 from chordcast.discovery.logic import Responder
 from chordcast.discovery.packet import DROP_REASONS
 from mcast.scribe import Scribe
@@ -66,6 +67,11 @@ class NodeMetrics(Observer):
                                   ["outcome"], registry=r)
         self.tree_repairs = Counter("chordcast_mcast_tree_repairs_total", "Re-joins after a "
                                     "tree parent stopped answering", registry=r)
+        self.auth_refusals = Counter(
+            "chordcast_auth_refusals_total", "Calls refused on a TLS node, by reason: "
+            "no_identity (a CA-signed certificate without a chordcast identity), not_a_node "
+            "(a client certificate on the node-to-node service), spoofed_sender (a message "
+            "naming another node as its sender)", ["reason"], registry=r)
         # Not named `mcast_latency`: that is the Observer method below, and an attribute of
         # that name once shadowed it, so every real node failed while forwarding.
         self.mcast_latency_seconds = Histogram(
@@ -80,6 +86,8 @@ class NodeMetrics(Observer):
             self.mcast_events.labels(event)
         for outcome in ("repaired", "lost"):
             self.mcast_gaps.labels(outcome)
+        for reason in AUTH_REASONS:
+            self.auth_refusals.labels(reason)
         self._server: Any = None
 
     # -- Observer (called by protocol code) -------------------------------------------------
@@ -119,6 +127,10 @@ class NodeMetrics(Observer):
             self.rpc_errors.labels(method, side, code).inc()
             if side == "client" and code == "DEADLINE_EXCEEDED":
                 self.rpc_timeouts.labels(method).inc()
+
+    def refused(self, reason: str) -> None:
+        """A call refused by authorization (chordcast.authz)."""
+        self.auth_refusals.labels(reason).inc()
 
     # -- state read at scrape time ----------------------------------------------------------
     def watch(self, node: ChordNode, storage: Storage, scribe: Scribe,

@@ -10,9 +10,12 @@ import errno
 import logging
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
+from cryptography import x509
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -22,12 +25,14 @@ from chord.node import ChordNode, JoinFailed, NodeConfig
 from chord.storage import Storage
 from chordcast import link
 from chordcast.address import join_address, split_address
+from chordcast.authz import AuthInterceptor, caller, claims_checker
 from chordcast.discovery.logic import Identity, Responder
 from chordcast.discovery.net import interface_for, resolve_seeds
 from chordcast.discovery.service import DiscoveryConfig, DiscoveryListener, find_ring
 from chordcast.metrics import MetricsInterceptor, NodeMetrics
 from chordcast.servicers.multicast import MulticastServicer
 from chordcast.servicers.node_api import NodeApiServicer
+from chordcast.tls import NODE, Credentials, TlsConfig, TlsError, identity_uri
 from chordcast.transport import CHANNEL_OPTIONS, SERVICE_NAME, GrpcTransport, chord_handler
 from chordcast.v1 import client_pb2 as cpb
 from chordcast.v1 import client_pb2_grpc, mcast_pb2_grpc
@@ -64,6 +69,7 @@ class NodeOptions:
     member_buffer: int = 16 << 20  # unread bytes a member stream may hold before it lags
     metrics_port: int | None = None  # None: no /metrics endpoint; 0: a free port
     metrics_host: str | None = None  # default: the listen host
+    tls: TlsConfig | None = None  # mutual TLS with these files; None: no authentication
 
 
 class NodeServer:
@@ -74,9 +80,10 @@ class NodeServer:
         self.space = IdSpace(options.id_bits)
         self.metrics = NodeMetrics()
         self.metrics_address = ""
-        self.transport = GrpcTransport(observe=self.metrics.rpc)
-        self.server = grpc.aio.server(options=SERVER_OPTIONS,
-                                      interceptors=[MetricsInterceptor(self.metrics)])
+        self.tls = Credentials(options.tls) if options.tls is not None else None
+        self.transport = GrpcTransport(observe=self.metrics.rpc, tls=self.tls)
+        self.server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[
+            AuthInterceptor(self.metrics.refused), MetricsInterceptor(self.metrics)])
         self.health = health.aio.HealthServicer()
         self.streams = link.Streams()  # the Link and Session streams this node answers on
         self.node: ChordNode
@@ -91,7 +98,7 @@ class NodeServer:
         host, _port = split_address(opts.listen)
         for seed in [*opts.join, *opts.join_dns]:
             split_address(seed)
-        bound = _bind(self.server, opts.listen)
+        bound = _bind(self.server, opts.listen, self.tls)
         if opts.advertise:
             split_address(opts.advertise)
             advertise = opts.advertise
@@ -107,15 +114,18 @@ class NodeServer:
             location_cache=opts.location_cache,
             idle_backoff=opts.idle_backoff,
         )
+        if self.tls is not None:
+            _check_identity(self.tls.config, advertise)
+        # The OS's entropy: request ids a peer echoes must not be guessable by another.
         self.node = ChordNode(self.space, advertise, self.transport, config,
-                              observer=self.metrics)
+                              rng=random.SystemRandom(), observer=self.metrics)
         self.kbr = Kbr(self.node)
         self.storage = Storage(self.kbr, replicas=opts.replicas)
         # Destroy tokens and message ids from the OS's entropy (as `secrets` draws them); the
         # protocol takes any rng, so the simulator stays reproducible with a seeded one.
         self.scribe = Scribe(self.kbr, opts.scribe, random.SystemRandom())
         self.server.add_generic_rpc_handlers(
-            [chord_handler(self.node.handle, self.streams, self.metrics.rpc)])
+            [chord_handler(self.node.handle, self.streams, self.metrics.rpc, self._authorize)])
         client_pb2_grpc.add_NodeApiServicer_to_server(
             NodeApiServicer(self.node, self.storage, lambda: self.in_ring, self.streams,
                             self.metrics.rpc),
@@ -143,6 +153,15 @@ class NodeServer:
         self.scribe.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return advertise
+
+    def _authorize(self, context: grpc.aio.ServicerContext
+                   ) -> Callable[[str, Message], None] | None:
+        """On a TLS connection from a node: refuse messages that name another node as their
+        sender (the interceptor has refused everyone else already)."""
+        principal = caller(context)
+        if principal is None or principal.kind != NODE:
+            return None
+        return claims_checker(principal, self.metrics.refused)
 
     def discovery_counts(self) -> Responder | None:
         """The discovery responder's packet counts, once discovery runs."""
@@ -204,7 +223,23 @@ class NodeServer:
         await self.server.wait_for_termination()
 
 
-def _bind(server: grpc.aio.Server, address: str) -> int:
+def _check_identity(tls: TlsConfig, advertise: str) -> None:
+    """A node serves only as the address its certificate was issued for."""
+    cert = x509.load_pem_x509_certificate(tls.read()[0])
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
+    except x509.ExtensionNotFound:
+        uris = []
+    wanted = identity_uri(NODE, advertise)
+    if wanted not in uris:
+        have = ", ".join(uris) or "none"
+        raise TlsError(f"{tls.cert} is not a node certificate for {advertise} (its "
+                       f"identities: {have}); issue one with `chordcast certs node "
+                       f"{advertise}`")
+
+
+def _bind(server: grpc.aio.Server, address: str, tls: Credentials | None = None) -> int:
     """Add the listening port; a busy (or otherwise unusable) address is an OSError naming it.
 
     The address is bound once first as gRPC will bind it (SO_REUSEADDR, no SO_REUSEPORT), so
@@ -213,7 +248,10 @@ def _bind(server: grpc.aio.Server, address: str) -> int:
     if port != 0:
         _probe(address, host, port)
     try:
-        bound = server.add_insecure_port(address)
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, tls.server())
     except RuntimeError:  # lost a race for the port since the probe, or an unusable host
         bound = 0
     if bound == 0:

@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError, Message
 
 from chord.ports import MAX_MESSAGE_BYTES, Handler, InvalidRequest, PeerUnavailable, RemoteError
 from chordcast import link
+from chordcast.tls import Credentials, channel_options
 from chordcast.v1 import chord_pb2
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,17 @@ CHANNEL_OPTIONS = [
 RpcObserver = Callable[[str, str, float, str], None]  # method, side, seconds, status code
 
 
+def open_channel(address: str, tls: Credentials | None,
+                 options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
+    """A channel to the node at `address`; with TLS, its certificate must be the one issued
+    for that address (chordcast.tls.node_name)."""
+    options = [*CHANNEL_OPTIONS, *(options or [])]
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, tls.channel(),
+                                   options=[*options, *channel_options(address)])
+
+
 def served_by(observe: RpcObserver | None) -> link.CallObserver | None:
     """An RPC observer as a stream's answering end reports to it (the server side)."""
     if observe is None:
@@ -67,9 +79,12 @@ def served_by(observe: RpcObserver | None) -> link.CallObserver | None:
 
 
 class GrpcTransport:
-    def __init__(self, max_channels: int = 512, observe: RpcObserver | None = None) -> None:
+    def __init__(self, max_channels: int = 512, observe: RpcObserver | None = None,
+                 tls: Credentials | None = None) -> None:
         self.max_channels = max_channels
         self.observe = observe
+        self.tls = tls
+        self._tls_version = tls.version if tls is not None else None
         self._channels: OrderedDict[str, tuple[grpc.aio.Channel, link.Link]] = OrderedDict()
 
     async def watch(self, address: str) -> None:
@@ -87,9 +102,15 @@ class GrpcTransport:
             await channel.wait_for_state_change(state)
 
     def _peer(self, address: str) -> tuple[grpc.aio.Channel, link.Link]:
+        if self.tls is not None and self.tls.version != self._tls_version:
+            # New certificate files: new connections present them (calls in flight on the
+            # old ones finish first).
+            self._tls_version = self.tls.version
+            for known in list(self._channels):
+                self._forget(known)
         entry = self._channels.get(address)
         if entry is None:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            channel = open_channel(address, self.tls)
             entry = (channel, link.Link(channel, LINK_PATH))
             self._channels[address] = entry
             while len(self._channels) > self.max_channels:
@@ -195,13 +216,22 @@ class GrpcFlow:
                                   status)
 
 
-def chord_handler(handle: Handler, streams: link.Streams, observe: RpcObserver | None = None
-                  ) -> grpc.GenericRpcHandler:
-    """Serve every method of the Chord service through one protocol-level handler: as unary
-    calls, and as frames on Link streams."""
+# Per connection: a check of each Chord request against the caller's identity (it raises
+# link.Refusal), or None when there is nothing to check (no TLS).
+Authorizer = Callable[[grpc.aio.ServicerContext], Callable[[str, Message], None] | None]
 
-    def method(name: str) -> Callable[[Message], Awaitable[Message]]:
+
+def chord_handler(handle: Handler, streams: link.Streams, observe: RpcObserver | None = None,
+                  authorize: Authorizer | None = None) -> grpc.GenericRpcHandler:
+    """Serve every method of the Chord service through one protocol-level handler: as unary
+    calls, and as frames on Link streams. With `authorize`, each request is first checked
+    against who sent it."""
+
+    def method(name: str, check: Callable[[str, Message], None] | None = None
+               ) -> Callable[[Message], Awaitable[Message]]:
         async def call(request: Message) -> Message:
+            if check is not None:
+                check(name, request)
             try:
                 return await handle(name, request)
             except InvalidRequest as exc:
@@ -209,15 +239,25 @@ def chord_handler(handle: Handler, streams: link.Streams, observe: RpcObserver |
 
         return call
 
-    methods: link.Methods = {name: (req, method(name)) for name, (req, _) in METHODS.items()}
+    def methods_for(check: Callable[[str, Message], None] | None) -> link.Methods:
+        return {name: (req, method(name, check)) for name, (req, _) in METHODS.items()}
+
+    methods = methods_for(None)
     dispatch = link.dispatcher("Chord", methods)
 
+    def checked(context: grpc.aio.ServicerContext) -> link.Methods | None:
+        check = authorize(context) if authorize is not None else None
+        return methods_for(check) if check is not None else None
+
     async def serve_link(requests: Any, context: grpc.aio.ServicerContext) -> None:
-        await streams.serve(context, dispatch, served_by(observe))
+        own = checked(context)  # one connection, one caller: checked once per stream
+        await streams.serve(context, link.dispatcher("Chord", own) if own else dispatch,
+                            served_by(observe))
 
     def unary(name: str, req_cls: type[Message], reply_cls: type[Message]) -> Any:
         async def call(request: Message, context: grpc.aio.ServicerContext) -> Message:
-            return await link.unary(methods[name][1], request, context)
+            own = checked(context)
+            return await link.unary((own or methods)[name][1], request, context)
 
         return grpc.unary_unary_rpc_method_handler(
             call,

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from chord.ids import MAX_BITS, MIN_BITS
 from chordcast.address import split_address
 from chordcast.client import Client
+from chordcast.tls import TlsConfig, TlsError
 
 T = TypeVar("T")
 Command = Callable[[argparse.Namespace], int]
@@ -80,7 +81,7 @@ def with_client(args: argparse.Namespace, call: Callable[[Client], Awaitable[T]]
     """Run `call` with a client of the node given by `--via` (errors: `ClientError`)."""
 
     async def go() -> T:
-        async with Client(args.via) as client:
+        async with Client(args.via, tls=tls_config(args)) as client:
             return await call(client)
 
     return asyncio.run(go())
@@ -92,5 +93,23 @@ def add_client_command(sub: Any, name: str, func: Command, help: str) -> argpars
     c.add_argument("--via", type=address, required=True, metavar="HOST:PORT",
                    help="any node of the ring")
     c.add_argument("--json", action="store_true", help="machine-readable output")
+    add_tls_options(c, "a client certificate (`chordcast certs client`)")
     c.set_defaults(func=func)
     return c
+
+
+def add_tls_options(parser: argparse.ArgumentParser, what: str) -> None:
+    g = parser.add_argument_group("mutual TLS (each also from its CHORDCAST_TLS_* variable)")
+    g.add_argument("--tls-cert", metavar="FILE", help=f"{what}; default: $CHORDCAST_TLS_CERT")
+    g.add_argument("--tls-key", metavar="FILE",
+                   help="the certificate's private key; default: $CHORDCAST_TLS_KEY")
+    g.add_argument("--tls-ca", metavar="FILE",
+                   help="the ring's CA certificate; default: $CHORDCAST_TLS_CA")
+
+
+def tls_config(args: argparse.Namespace) -> TlsConfig | None:
+    """The TLS files given on the command line or in the environment (None: no TLS)."""
+    try:
+        return TlsConfig.from_options(args.tls_cert, args.tls_key, args.tls_ca)
+    except TlsError as exc:
+        raise UsageError(str(exc)) from None

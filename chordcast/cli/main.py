@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from chordcast.cli import cluster, groups, node, ring, sim, storage
+from chordcast.cli import certs, cluster, groups, node, ring, sim, storage
 from chordcast.cli.common import UsageError, at_least
 from chordcast.results import ClientError
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     storage.register(sub)
     groups.register(sub)
     sim.register(sub)
+    certs.register(sub)
     demo = sub.add_parser("demo", help="start a local ring and show it working")
     demo.add_argument("--nodes", type=at_least(int, 2), default=8)
     demo.set_defaults(func=cmd_demo)

@@ -12,6 +12,7 @@ from typing import Any
 from chord.ids import MAX_BITS, IdSpace
 from chordcast.cli.common import (
     UsageError,
+    add_tls_options,
     address,
     at_least,
     id_bits,
@@ -19,6 +20,7 @@ from chordcast.cli.common import (
     print_json,
     print_table,
     short,
+    tls_config,
 )
 from chordcast.discovery.net import (
     DEFAULT_GROUP,
@@ -40,17 +42,19 @@ def cmd_node(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    tls = tls_config(args)
     options = NodeOptions(
         listen=args.listen, advertise=args.advertise, join=args.join or [],
         id_bits=args.id_bits, successors=args.successors, replicas=args.replicas,
         stabilize_interval=args.stabilize_interval, rpc_timeout=args.rpc_timeout,
         location_cache=args.location_cache, idle_backoff=args.idle_backoff,
-        join_dns=args.join_dns or [], discovery=discovery_config(args),
+        join_dns=args.join_dns or [], discovery=discovery_config(args, tls is not None),
         require_join=args.require_join,
         scribe=ScribeConfig(archive=args.archive, max_children=args.max_children,
                             parent_timeout=args.parent_timeout),
         member_buffer=args.member_buffer,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+        tls=tls,
     )
     return asyncio.run(_run_node(options))
 
@@ -79,17 +83,24 @@ async def _run_node(options: NodeOptions) -> int:
     return 0
 
 
-def discovery_config(args: argparse.Namespace) -> DiscoveryConfig:
+def discovery_config(args: argparse.Namespace, tls: bool = False) -> DiscoveryConfig:
     try:
         key = read_key_file(args.cluster_key_file) if args.cluster_key_file else None
+        mode = args.discover or args.discover_default
+        if mode != "none" and key is None and tls:
+            if args.discover:
+                # Anyone on the LAN could answer and steer a new node to their ring.
+                raise UsageError("discovery with TLS needs --cluster-key-file (an HMAC key "
+                                 "that authenticates discovery packets)")
+            mode = "none"
         config = DiscoveryConfig(
-            mode=args.discover, port=args.discovery_port,
+            mode=mode, port=args.discovery_port,
             broadcast_address=args.broadcast_address, multicast_group=args.multicast_group,
             ttl=args.multicast_ttl, key=key, window=args.discovery_window,
         )
         if args.broadcast_address:
             check_broadcast_address(args.broadcast_address)
-        if args.discover == "multicast":
+        if mode == "multicast":
             check_multicast_group(args.multicast_group)
     except DiscoveryConfigError as exc:
         raise UsageError(str(exc)) from None
@@ -118,8 +129,10 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 
 def add_discovery_options(p: argparse.ArgumentParser, default_mode: str) -> None:
-    p.add_argument("--discover", choices=MODES, default=default_mode,
-                   help=f"how to find a ring without seeds (default {default_mode})")
+    p.add_argument("--discover", choices=MODES,
+                   help=f"how to find a ring without seeds (default {default_mode}; none "
+                        f"with TLS unless a cluster key is given)")
+    p.set_defaults(discover_default=default_mode)
     p.add_argument("--discovery-port", type=port, default=DEFAULT_PORT, metavar="PORT")
     p.add_argument("--broadcast-address", metavar="IP",
                    help="default: the subnet broadcast of the advertised interface")
@@ -140,6 +153,7 @@ def register(sub: Any) -> None:
                       help="address peers use to reach this node (its id is SHA-1 of it)")
     node.add_argument("--join", type=address, action="append", metavar="HOST:PORT",
                       help="a ring member to join through (repeatable; none: start a new ring)")
+    add_tls_options(node, "this node's certificate (`chordcast certs node`)")
     node.add_argument("--id-bits", type=id_bits, default=MAX_BITS, metavar="M")
     node.add_argument("--successors", type=at_least(int, 1), default=8, metavar="R")
     node.add_argument("--replicas", type=at_least(int, 0), default=3, metavar="K")

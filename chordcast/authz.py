@@ -1,0 +1,132 @@
+"""Authorization on a TLS node. gRPC accepts any certificate the CA signed, so every call is
+checked here: who the caller is (its certificate's chordcast identity), whether its role may
+use the service (the node-to-node Chord service only from node certificates), and, for Chord
+messages, that every node the message names as its sender is the caller itself (no spoofed
+sender, origin, leave notice or route result). Refusals are counted by reason.
+
+A node without TLS checks nothing here: anyone who reaches its port is trusted (README,
+"Security").
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from chordcast.link import Refusal
+from chordcast.tls import NODE, Principal, is_tls, principal_of
+from chordcast.v1 import chord_pb2
+
+CHORD_SERVICE = chord_pb2.DESCRIPTOR.services_by_name["Chord"].full_name
+
+# Refusal reasons (the `reason` label of chordcast_auth_refusals_total).
+NO_IDENTITY = "no_identity"      # a CA-signed certificate without a chordcast identity
+NOT_A_NODE = "not_a_node"        # a client certificate on the node-to-node service
+SPOOFED = "spoofed_sender"       # a message naming another node as its sender
+REASONS = (NO_IDENTITY, NOT_A_NODE, SPOOFED)
+
+# For each Chord method, the nodes a request claims to come from: each must be the caller.
+# (A route's origin and a broadcast's origin travel over other nodes and are not the caller;
+# the hop that sends a route is the last of its path.)
+CLAIMS: dict[str, Callable[[Any], list[str]]] = {
+    "Rectify": lambda r: [r.candidate.address],
+    "Route": lambda r: [r.path[-1].address if r.path else r.origin.address],
+    "RouteResult": lambda r: [r.owner.address, *([r.path[-1].address] if r.path else [])],
+    "LeaveNotice": lambda r: [r.leaving.address],
+    "AppCall": lambda r: [r.sender.address],
+    "Resolve": lambda r: [r.origin.address],
+    "Spread": lambda r: [],
+}
+
+Refused = Callable[[str], None]  # counts one refusal by reason
+
+
+def claims_checker(principal: Principal, refused: Refused) -> Callable[[str, Message], None]:
+    """For one authenticated node connection: refuse a Chord request that names another
+    node as its sender."""
+
+    def check(method: str, request: Message) -> None:
+        claimed = CLAIMS.get(method)
+        if claimed is None:
+            return
+        for address in claimed(request):
+            if address != principal.name:
+                refused(SPOOFED)
+                raise Refusal(grpc.StatusCode.PERMISSION_DENIED,
+                              f"{method} from {principal} names {address or 'no node'} as "
+                              f"its sender")
+
+    return check
+
+
+def caller(context: grpc.aio.ServicerContext) -> Principal | None:
+    """The authenticated node or client calling, None on a connection without TLS."""
+    return principal_of(context) if is_tls(context) else None
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every method so it first checks its caller's role (an interceptor itself sees
+    only the method and metadata; the wrapped handler sees the connection's certificate)."""
+
+    def __init__(self, refused: Refused) -> None:
+        self.refused = refused
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        nodes_only = method.split("/")[1:2] == [CHORD_SERVICE]
+        return _guard(handler, lambda context: self._check(context, nodes_only, method))
+
+    async def _check(self, context: grpc.aio.ServicerContext, nodes_only: bool,
+                     method: str) -> None:
+        if not is_tls(context):
+            return
+        principal = principal_of(context)
+        if principal is None:
+            self.refused(NO_IDENTITY)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "the certificate names no chordcast identity "
+                                "(issue one with `chordcast certs`)")
+        elif nodes_only and principal.kind != NODE:
+            self.refused(NOT_A_NODE)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"{method} is for ring nodes only, not {principal}")
+
+
+def _guard(handler: Any, check: Callable[[Any], Awaitable[None]]) -> Any:
+    """The same handler with `check(context)` run before its behaviour."""
+
+    def wrap(behavior: Any) -> Any:
+        if inspect.isasyncgenfunction(behavior):
+            async def stream(request: Any, context: Any) -> Any:
+                await check(context)
+                async for item in behavior(request, context):
+                    yield item
+
+            return stream
+
+        async def call(request: Any, context: Any) -> Any:
+            await check(context)
+            return await behavior(request, context)
+
+        return call
+
+    kinds = {
+        (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+        (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+        (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+        (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+    }
+    field, make = kinds[handler.request_streaming, handler.response_streaming]
+    return make(wrap(getattr(handler, field)),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)

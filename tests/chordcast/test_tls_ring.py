@@ -1,0 +1,261 @@
+"""A ring with mutual TLS, run as users run it (`chordcast node --tls-*`, metrics on), over real
+gRPC on loopback: it forms and serves a certified client; everyone else is refused — no
+certificate, another CA's, an expired one, a node certificate for another address, a client
+certificate posing as a node, and a certified node naming another node as a message's sender —
+each with its status code, and the node counts each refusal by reason. Certificates rotate
+without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import socket
+import ssl
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+
+from chord.ports import RemoteError
+from chordcast import certs
+from chordcast.client import Client
+from chordcast.localring import LocalRing, NodeProcess, RingError
+from chordcast.results import ClientError
+from chordcast.tls import Credentials, TlsConfig, node_name
+from chordcast.transport import GrpcTransport
+from chordcast.v1 import chord_pb2 as pb
+from chordcast.v1 import chord_pb2_grpc
+
+NODES = 5
+pytestmark = pytest.mark.slow
+
+
+def free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def tls_args(issued: certs.Issued, ca: Path) -> list[str]:
+    return ["--tls-cert", str(issued.cert), "--tls-key", str(issued.key), "--tls-ca", str(ca)]
+
+
+class Pki:
+    def __init__(self, root: Path, ports: list[int]) -> None:
+        self.dir = root / "pki"
+        self.ca = certs.init_ca(self.dir).cert
+        self.nodes = [certs.issue_node(self.dir, f"127.0.0.1:{p}") for p in ports]
+        self.alice = certs.issue_client(self.dir, "alice")
+        long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
+        self.expired = certs.issue_client(self.dir, "old", days=1, valid_from=long_ago)
+        other = root / "other"
+        certs.init_ca(other, name="someone else's CA")
+        self.foreign = certs.issue_client(other, "mallory")
+
+    def config(self, issued: certs.Issued) -> TlsConfig:
+        return TlsConfig(issued.cert, issued.key, self.ca)
+
+
+@pytest.fixture(scope="module")
+def tls_ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRing, Pki]]:
+    ports = free_ports(NODES + 1)
+    pki = Pki(tmp_path_factory.mktemp("tls"), ports)
+    mp = pytest.MonkeyPatch()
+    # The oracle's client (LocalRing.converged) is certified through the environment.
+    mp.setenv("CHORDCAST_TLS_CERT", str(pki.alice.cert))
+    mp.setenv("CHORDCAST_TLS_KEY", str(pki.alice.key))
+    mp.setenv("CHORDCAST_TLS_CA", str(pki.ca))
+    ring = LocalRing()
+    try:
+        for i in range(NODES):
+            node = ring.spawn(join=[n.address for n in ring.live()[:2]],
+                              listen=f"127.0.0.1:{ports[i]}",
+                              extra=tls_args(pki.nodes[i], pki.ca))
+            ring.wait_ready(node)
+        ring.wait_converged(timeout=60)
+        yield ring, pki
+    finally:
+        ring.stop()
+        mp.undo()
+    ring.check_logs()
+
+
+def call(address: str, tls: TlsConfig | None, method: str, request: object,
+         name: str | None = None) -> object:
+    """One unary Chord call as an outsider would make it."""
+
+    async def go() -> object:
+        options = [("grpc.ssl_target_name_override", name or node_name(address))]
+        if tls is None:
+            channel = grpc.aio.insecure_channel(address)
+        else:
+            channel = grpc.aio.secure_channel(address, Credentials(tls).channel(), options)
+        try:
+            stub = chord_pb2_grpc.ChordStub(channel)
+            return await getattr(stub, method)(request, timeout=5)
+        finally:
+            await channel.close()
+
+    return asyncio.run(go())
+
+
+def refusal(address: str, tls: TlsConfig | None, method: str, request: object
+            ) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        call(address, tls, method, request)
+    return err.value.code()
+
+
+def refusals(node: NodeProcess) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://{node.metrics}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("chordcast_auth_refusals_total{"):
+            reason = line.split('reason="')[1].split('"')[0]
+            out[reason] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def test_a_tls_ring_forms_and_serves_a_certified_client(tls_ring: tuple[LocalRing, Pki]
+                                                         ) -> None:
+    ring, pki = tls_ring
+
+    async def go() -> None:
+        async with Client([n.address for n in ring.live()], tls=pki.config(pki.alice)) as c:
+            await c.put("k", b"v")
+            assert (await c.get("k")).value == b"v"
+            assert len(await c.ring()) == NODES
+            await c.create("g")
+            sub = c.join("g")
+            await sub.open()
+            seq = await c.send("g", b"hello")
+            got = await asyncio.wait_for(sub.__anext__(), 10)
+            assert (got.seq, got.payload) == (seq, b"hello")
+            await sub.close()
+
+    asyncio.run(go())
+
+
+def test_callers_without_a_good_certificate_cannot_even_connect(
+        tls_ring: tuple[LocalRing, Pki], monkeypatch: pytest.MonkeyPatch) -> None:
+    ring, pki = tls_ring
+    for var in ("CHORDCAST_TLS_CERT", "CHORDCAST_TLS_KEY", "CHORDCAST_TLS_CA"):
+        monkeypatch.delenv(var)  # (the oracle's certificate: not for these callers)
+    address = ring.live()[0].address
+    for who in (None, pki.config(pki.foreign), pki.config(pki.expired)):
+        # The handshake fails before any call: no certificate, another CA's, an expired one.
+        assert refusal(address, who, "Ping", pb.PingRequest()) == grpc.StatusCode.UNAVAILABLE
+
+        async def client_call(who: TlsConfig | None = who) -> None:
+            async with Client(address, timeout=3, tls=who) as c:
+                await c.node_info()
+
+        with pytest.raises(ClientError) as err:
+            asyncio.run(client_call())
+        assert err.value.code == "UNAVAILABLE"
+
+
+def test_a_client_certificate_cannot_act_as_a_node(tls_ring: tuple[LocalRing, Pki]) -> None:
+    ring, pki = tls_ring
+    target = ring.live()[1]
+    before = refusals(target).get("not_a_node", 0)
+    alice = pki.config(pki.alice)
+    for method, request in (("Ping", pb.PingRequest()),
+                            ("GetNeighbors", pb.GetNeighborsRequest()),
+                            ("Rectify", pb.RectifyRequest(candidate=pb.Node(
+                                address="127.0.0.1:1")))):
+        assert refusal(target.address, alice, method, request) == \
+            grpc.StatusCode.PERMISSION_DENIED
+    assert refusals(target)["not_a_node"] >= before + 3
+    # A client certificate is never a server certificate: it cannot serve a node's address.
+    with pytest.raises(RingError, match="not a node certificate"):
+        ring.wait_ready(ring.spawn(join=[target.address], listen="127.0.0.1:0",
+                                   extra=tls_args(pki.alice, pki.ca)))
+
+
+def test_a_node_certificate_serves_and_speaks_only_for_its_own_address(
+        tls_ring: tuple[LocalRing, Pki], tmp_path: Path) -> None:
+    ring, pki = tls_ring
+    a, b = ring.live()[0], ring.live()[1]
+    # Started on another port with A's certificate: the node refuses to start.
+    with pytest.raises(RingError, match="not a node certificate for"):
+        ring.wait_ready(ring.spawn(join=[b.address], listen="127.0.0.1:0",
+                                   extra=tls_args(pki.nodes[0], pki.ca)))
+    # A caller that expects A at B's address finds B's certificate there, not A's: a node
+    # certificate is good for its own address only (each peer checks the name).
+    assert call(b.address, pki.config(pki.nodes[0]), "Ping", pb.PingRequest())  # A calls B
+    with pytest.raises(grpc.aio.AioRpcError) as wrong_name:
+        call(b.address, pki.config(pki.nodes[1]), "Ping", pb.PingRequest(),
+             name=node_name(a.address))
+    assert wrong_name.value.code() == grpc.StatusCode.UNAVAILABLE  # B is not A
+
+
+def test_a_certified_node_cannot_name_another_as_the_sender(tls_ring: tuple[LocalRing, Pki]
+                                                            ) -> None:
+    ring, pki = tls_ring
+    b, c = ring.live()[1:3]
+    me = pki.config(pki.nodes[0])  # node A's own certificate, in a rogue process
+    before = refusals(b).get("spoofed_sender", 0)
+    forged = [
+        ("LeaveNotice", pb.LeaveNoticeRequest(leaving=pb.Node(address=c.address))),
+        ("AppCall", pb.AppCallRequest(app="scribe", sender=pb.Node(address=c.address))),
+        ("Rectify", pb.RectifyRequest(candidate=pb.Node(address=c.address))),
+        ("RouteResult", pb.RouteResultRequest(request_id=1, owner=pb.Node(address=c.address))),
+        ("Resolve", pb.ResolveRequest(origin=pb.Node(address=c.address))),
+    ]
+    for method, request in forged:
+        assert refusal(b.address, me, method, request) == grpc.StatusCode.PERMISSION_DENIED
+    # The same over the node-to-node streams every node uses (frames on a Link).
+
+    async def over_link() -> None:
+        transport = GrpcTransport(tls=Credentials(me))
+        try:
+            with pytest.raises(RemoteError) as err:
+                await transport.call(b.address, "LeaveNotice", forged[0][1], 5.0)
+            assert err.value.code == "PERMISSION_DENIED"
+            # Naming itself, A is heard.
+            await transport.call(b.address, "Ping", pb.PingRequest(), 5.0)
+        finally:
+            await transport.close()
+
+    asyncio.run(over_link())
+    assert refusals(b)["spoofed_sender"] >= before + len(forged) + 1
+    ring.wait_converged(timeout=30)  # and nobody forgot C
+
+
+def test_a_node_takes_new_certificate_files_without_a_restart(
+        tls_ring: tuple[LocalRing, Pki]) -> None:
+    ring, pki = tls_ring
+    node = ring.live()[2]
+    index = [n.address for n in ring.nodes].index(node.address)
+
+    def served_serial() -> int:
+        ctx = ssl.create_default_context(cafile=str(pki.ca))
+        ctx.load_cert_chain(str(pki.alice.cert), str(pki.alice.key))
+        ctx.set_alpn_protocols(["h2"])
+        host, port = node.address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname=node_name(node.address)) as tls:
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return int(x509.load_der_x509_certificate(der).serial_number)
+
+    old = served_serial()
+    assert old == x509.load_pem_x509_certificate(
+        pki.nodes[index].cert.read_bytes()).serial_number
+    renewed = certs.issue_node(pki.dir, node.address, force=True)  # same files, new cert
+    new = x509.load_pem_x509_certificate(renewed.cert.read_bytes()).serial_number
+    deadline = time.monotonic() + 5.0
+    while served_serial() != new:  # the files are looked at again within a second
+        assert time.monotonic() < deadline, "the node still serves its old certificate"
+        time.sleep(0.2)
+    ring.wait_converged(timeout=30)  # its peers reconnect to it with the new one
