@@ -88,11 +88,22 @@ def _error(exc: grpc.aio.AioRpcError, address: str, timeout: float) -> ClientErr
 def _status_error(code: grpc.StatusCode, details: str, address: str, timeout: float
                   ) -> ClientError:
     if link.never_connected(code, details):  # so another node may serve the call
-        return ClientError(f"cannot reach node at {address}: {details}", code.name,
-                           unreachable=True)
+        return ClientError(f"cannot reach node at {address}: {details}{_tls_hint(details)}",
+                           code.name, unreachable=True)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ClientError(f"node at {address} did not answer within {timeout:g}s", code.name)
     return ClientError(f"{address}: {details} ({code.name})", code.name)
+
+
+def _tls_hint(details: str) -> str:
+    """What a connection refused by TLS most likely means, in the user's terms."""
+    if "Socket closed" in details:
+        return (" (a node with TLS closes connections without a certificate: give "
+                "--tls-cert/--tls-key/--tls-ca or CHORDCAST_TLS_*)")
+    if any(word in details for word in ("Handshake", "SSL", "certificate", "Hostname")):
+        return (" (TLS refused: the certificate must come from the ring's CA, be valid now, "
+                "and the node's must be for its address)")
+    return ""
 
 
 class Client:
@@ -354,8 +365,14 @@ class Client:
             self._set_view((i, a) for i, a in self._view if a != address)
 
     # -- groups -----------------------------------------------------------------------------
-    async def create(self, name: str, creator: str = "") -> CreatedGroup:
-        r = await self._mcast("Create", mpb.CreateGroupRequest(name=name, creator=creator))
+    async def create(self, name: str, creator: str = "", publishers: Iterable[str] = (),
+                     subscribers: Iterable[str] = ()) -> CreatedGroup:
+        """A new group. On a ring with TLS, `publishers` and `subscribers` (client-certificate
+        names, "*" = any certified caller; empty = anyone) limit who may send and subscribe,
+        and the creator's certificate may destroy it without the token."""
+        r = await self._mcast("Create", mpb.CreateGroupRequest(
+            name=name, creator=creator, publishers=list(publishers),
+            subscribers=list(subscribers)))
         return CreatedGroup(r.name, r.group_id.hex(), r.root.address, r.token)
 
     def join(self, name: str, member: str = "", resume_after: int | None = None
@@ -439,7 +456,8 @@ class Client:
 
 def _info(g: mpb.GroupInfo) -> GroupInfo:
     return GroupInfo(g.name, g.group_id.hex(), g.root.address, g.creator, g.created_ms / 1000,
-                     g.last_seq, g.members, g.depth)
+                     g.last_seq, g.members, g.depth, g.owner, tuple(g.publishers),
+                     tuple(g.subscribers))
 
 
 class Subscription:

@@ -102,6 +102,9 @@ class GroupInfo:
     last_seq: int
     members: int
     depth: int
+    owner: str = ""  # the creator's principal (a ring with TLS)
+    publishers: tuple[str, ...] = ()  # empty: anyone may send
+    subscribers: tuple[str, ...] = ()  # empty: anyone may subscribe
 
 
 @dataclass(frozen=True)

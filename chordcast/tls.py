@@ -51,6 +51,14 @@ class Principal:
         return f"{self.kind} {self.name}"
 
 
+def acl_name(principal: Principal | None) -> str:
+    """How a principal appears in a group's access lists: a client by its name, a node as
+    "node:HOST:PORT" ("" for nobody: a connection without TLS)."""
+    if principal is None:
+        return ""
+    return principal.name if principal.kind == CLIENT else f"{NODE}:{principal.name}"
+
+
 def principal_of(context: Any) -> Principal | None:
     """The caller's chordcast identity, or None when its certificate names none (or the
     connection is not TLS: then there is no certificate at all)."""

@@ -9,6 +9,7 @@ Only `chord.kbr.Kbr` is used to reach the overlay; nothing here does I/O of its 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chord.kbr import Kbr, LookupFailed
@@ -54,6 +55,24 @@ class ScribeConfig:
 def check_name(name: str) -> None:
     if not name or len(name.encode("utf-8")) > MAX_NAME:
         raise McastError("invalid", f"a group name must be 1 to {MAX_NAME} bytes")
+
+
+ANY_PRINCIPAL = "*"
+MAX_ACL = 256  # principals in one access list
+
+
+def allowed(acl: Sequence[str], principal: str) -> bool:
+    """May `principal` (who the access node authenticated; "" when nobody could be) act on
+    a group whose access list is `acl`? An empty list lets anyone; "*" any certified caller."""
+    if not acl:
+        return True
+    return bool(principal) and (principal in acl or ANY_PRINCIPAL in acl)
+
+
+def check_acl(acl: Sequence[str]) -> None:
+    if len(acl) > MAX_ACL or any(not p or len(p) > MAX_NAME for p in acl):
+        raise McastError("invalid", f"an access list holds 1 to {MAX_ACL} names of 1 to "
+                                    f"{MAX_NAME} bytes")
 
 
 def check_payload(payload: bytes) -> None:

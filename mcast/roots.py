@@ -17,7 +17,16 @@ from chord.ports import PeerUnavailable, RemoteError
 from chord.state import NodeRef
 from chordcast.v1 import mcast_pb2 as mpb
 from mcast.children import Children
-from mcast.core import McastError, ScribeCore, check_name, check_payload, direct_reply, reply
+from mcast.core import (
+    McastError,
+    ScribeCore,
+    allowed,
+    check_acl,
+    check_name,
+    check_payload,
+    direct_reply,
+    reply,
+)
 from mcast.tree import RANGE_MESSAGES, RootState, take
 
 log = logging.getLogger(__name__)
@@ -180,9 +189,12 @@ class Roots:
         # The right to destroy the group: unguessable where the node's rng draws from the
         # OS (a real node's does); seeded, so reproducible, in the simulator.
         token = f"{core.rng.getrandbits(128):032x}"
+        check_acl(op.publishers)
+        check_acl(op.subscribers)
         record = mpb.GroupRecord(name=op.name, creator=op.creator, created_ms=core.now_ms(),
                                  token_hash=hashlib.sha256(token.encode()).digest(),
-                                 archive=op.archive or core.config.archive)
+                                 archive=op.archive or core.config.archive, owner=op.owner,
+                                 publishers=op.publishers, subscribers=op.subscribers)
         root = RootState(record)
         core.roots[op.name] = root
         g = core.group(op.name)
@@ -197,6 +209,11 @@ class Roots:
         if root is None:
             return reply(error=f"no group named {op.name!r}", code="not_found")
         check_payload(op.payload)
+        if not allowed(root.record.publishers, op.principal):
+            # Checked here, at the root, where every send of the group must pass.
+            who = op.principal or "an unauthenticated caller"
+            return reply(error=f"permission denied: {who} may not send to {op.name!r}",
+                         code="denied")
         if root.frozen:
             return reply(error="the group's root is moving; retry", code="unavailable")
         if root.counter - root.committed >= max(1, (root.archive.maxlen or 1) // 2):
@@ -285,9 +302,11 @@ class Roots:
         root = await self.root(op.name)
         if root is None:
             return reply(error=f"no group named {op.name!r}", code="not_found")
-        if hashlib.sha256(op.token.encode()).digest() != root.record.token_hash:
-            return reply(error="only the creator (with its token) may destroy the group",
-                         code="denied")
+        owner = root.record.owner
+        if not (owner and op.principal == owner) and \
+                hashlib.sha256(op.token.encode()).digest() != root.record.token_hash:
+            return reply(error="permission denied: only the creator (its certificate, or the "
+                               "token) may destroy the group", code="denied")
         del self.core.roots[op.name]
         await self._replicate(mpb.ReplicaOp(name=op.name, drop=True))
         await self.children.end(op.name)

@@ -26,7 +26,7 @@ and child links), `mcast.roots` (the root side: records, replicas, hand-over) an
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from chord.kbr import Forward, Kbr, LookupFailed, NeighborChange
@@ -42,6 +42,8 @@ from mcast.core import (
     McastError,
     ScribeConfig,
     ScribeCore,
+    allowed,
+    check_acl,
     check_name,
     check_payload,
     direct_reply,
@@ -73,6 +75,9 @@ class GroupSummary:
     last_seq: int
     members: int
     depth: int
+    owner: str = ""
+    publishers: tuple[str, ...] = ()
+    subscribers: tuple[str, ...] = ()
 
 
 class Scribe:
@@ -176,21 +181,34 @@ class Scribe:
         return remove
 
     # ============================================================ the API (local operations)
-    async def create(self, name: str, creator: str = "") -> tuple[str, NodeRef]:
-        """Create a group; returns the token that destroying it needs, and its root."""
+    async def create(self, name: str, creator: str = "", owner: str = "",
+                     publishers: Sequence[str] = (), subscribers: Sequence[str] = ()
+                     ) -> tuple[str, NodeRef]:
+        """Create a group; returns the token that destroying it needs, and its root. `owner`
+        (the principal the caller authenticated as) may destroy it without the token;
+        `publishers` and `subscribers` limit who may send and subscribe (see `allowed`)."""
         check_name(name)
+        check_acl(publishers)
+        check_acl(subscribers)
         answer, root = await self._core.route(name, mpb.McastRouted(create=mpb.CreateOp(
-            name=name, creator=creator or self.me.address, archive=self.config.archive)))
+            name=name, creator=creator or self.me.address, archive=self.config.archive,
+            owner=owner, publishers=publishers, subscribers=subscribers)))
         return answer.token, root
 
     async def join(self, name: str, on_event: Callable[[Event], None], member: str = "",
-                   resume_after: int | None = None) -> tuple[Member, int]:
+                   resume_after: int | None = None, principal: str = "") -> tuple[Member, int]:
         """Attach a member here and join the tree if this node is not in it yet. Returns the
-        member and the sequence number delivery starts after."""
+        member and the sequence number delivery starts after. `principal`: who the caller
+        authenticated as, checked against the group's subscribers (from its root)."""
         check_name(name)
         # A clear "no such group" before any tree state is made; and where "from now on"
         # starts: after the root's current sequence number.
-        now_at = (await self.info(name)).last_seq
+        summary = await self.info(name)
+        if not allowed(summary.subscribers, principal):
+            who = principal or "an unauthenticated caller"
+            raise McastError("denied", f"permission denied: {who} may not subscribe to "
+                                       f"{name!r}")
+        now_at = summary.last_seq
         self._next_member += 1
         m = Member(self._next_member, member or f"member-{self._next_member}", on_event,
                    cursor=resume_after)
@@ -217,8 +235,8 @@ class Scribe:
         g.members.pop(member.id, None)
         await self._repair.prune_if_idle(g)
 
-    async def send(self, name: str, payload: bytes, sender: str = "", message_id: str = ""
-                   ) -> int:
+    async def send(self, name: str, payload: bytes, sender: str = "", message_id: str = "",
+                   principal: str = "") -> int:
         """Multicast: to the root for a sequence number, then down the tree. A send that
         carries the `message_id` of one the root already stamped gets that number again and
         is not delivered twice (a client retrying through another access node)."""
@@ -231,7 +249,7 @@ class Scribe:
             message_id = f"{self.me.address}/{self._next_message}/{self.rng.getrandbits(32):x}"
         op = mpb.McastRouted(publish=mpb.PublishOp(name=name, payload=payload,
                                                    sender=sender or self.me.address,
-                                                   message_id=message_id))
+                                                   message_id=message_id, principal=principal))
         for attempt in range(self.config.send_retries):
             try:
                 answer, _ = await self._core.route(name, op)
@@ -242,15 +260,21 @@ class Scribe:
                 await self.kbr.clock.sleep(0.2 * (attempt + 1))  # the ring is repairing
         raise AssertionError("unreachable")
 
-    async def destroy(self, name: str, token: str) -> None:
+    async def destroy(self, name: str, token: str, principal: str = "") -> None:
         check_name(name)
-        await self._core.route(name, mpb.McastRouted(destroy=mpb.DestroyOp(name=name,
-                                                                           token=token)))
+        await self._core.route(name, mpb.McastRouted(destroy=mpb.DestroyOp(
+            name=name, token=token, principal=principal)))
 
-    async def anycast(self, name: str, payload: bytes, sender: str = "") -> NodeRef:
-        """Deliver to one member: the nearest in the tree to where the request meets it."""
+    async def anycast(self, name: str, payload: bytes, sender: str = "", principal: str = ""
+                      ) -> NodeRef:
+        """Deliver to one member: the nearest in the tree to where the request meets it.
+        Only a principal allowed to send to the group may (checked against the root's
+        record first, as the anycast itself stops at the first tree node it meets)."""
         check_name(name)
         check_payload(payload)
+        if not allowed((await self.info(name)).publishers, principal):
+            who = principal or "an unauthenticated caller"
+            raise McastError("denied", f"permission denied: {who} may not send to {name!r}")
         answer, _ = await self._core.route(name, mpb.McastRouted(anycast=mpb.AnycastOp(
             name=name, payload=payload, sender=sender or self.me.address)))
         if not answer.delivered:
@@ -260,8 +284,10 @@ class Scribe:
     async def info(self, name: str) -> GroupSummary:
         check_name(name)
         answer, root = await self._core.route(name, mpb.McastRouted(info=name))
-        return GroupSummary(name, self.gid(name), root, answer.record.creator,
-                            answer.record.created_ms, answer.seq, answer.members, answer.depth)
+        r = answer.record
+        return GroupSummary(name, self.gid(name), root, r.creator, r.created_ms, answer.seq,
+                            answer.members, answer.depth, r.owner, tuple(r.publishers),
+                            tuple(r.subscribers))
 
     async def list_groups(self, max_nodes: int = 10_000) -> list[GroupSummary]:
         """Every group in the ring: asks each node (along the successor pointers) for the

@@ -37,8 +37,16 @@ def read_payload(args: argparse.Namespace) -> bytes:
         raise ClientError(str(exc)) from None
 
 
+def principals(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give one or more names, comma-separated")
+    return names
+
+
 def cmd_create(args: argparse.Namespace) -> int:
-    g = with_client(args, lambda c: c.create(args.name))
+    g = with_client(args, lambda c: c.create(args.name, publishers=args.publishers or (),
+                                             subscribers=args.subscribers or ()))
     if args.json:
         print_json({"group": g.group, "group_id": g.group_id, "root": g.root, "token": g.token})
     else:
@@ -125,12 +133,16 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     g = with_client(args, lambda c: c.info(args.name))
     doc = {"group": g.group, "group_id": g.group_id, "root": g.root, "creator": g.creator,
-           "created": g.created, "last_seq": g.last_seq, "members": g.members, "depth": g.depth}
+           "created": g.created, "last_seq": g.last_seq, "members": g.members, "depth": g.depth,
+           "owner": g.owner, "publishers": list(g.publishers),
+           "subscribers": list(g.subscribers)}
     if args.json:
         print_json(doc)
     else:
-        print_table(["group", "root", "members", "depth", "last seq", "creator"],
-                    [[g.group, g.root, g.members, g.depth, g.last_seq, g.creator]])
+        print_table(["group", "root", "members", "depth", "last seq", "creator", "publishers",
+                     "subscribers"],
+                    [[g.group, g.root, g.members, g.depth, g.last_seq, g.creator,
+                      ",".join(g.publishers) or "anyone", ",".join(g.subscribers) or "anyone"]])
     return 0
 
 
@@ -206,6 +218,11 @@ def register(sub: Any) -> None:
 
     p = client_cmd(gsub, "create", cmd_create, "create a group (prints its token)")
     p.add_argument("name")
+    p.add_argument("--publishers", type=principals, metavar="A,B",
+                   help="only these client-certificate names may send ('*': any certified "
+                        "caller; default: anyone; needs TLS)")
+    p.add_argument("--subscribers", type=principals, metavar="A,B",
+                   help="only these may subscribe (same form; default: anyone)")
     p = client_cmd(gsub, "join", cmd_join, "join and print messages as they arrive")
     p.add_argument("name")
     p.add_argument("--member", help="a name for this member (for `group leave`)")

@@ -12,6 +12,8 @@ import grpc
 
 from chord.wire import node_to_pb
 from chordcast import link
+from chordcast.authz import caller
+from chordcast.tls import acl_name
 from chordcast.transport import RpcObserver, served_by
 from chordcast.v1 import mcast_pb2 as mpb
 from chordcast.v1 import mcast_pb2_grpc
@@ -128,8 +130,15 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
 
     async def Create(self, request: mpb.CreateGroupRequest, context: Any) -> mpb.CreateGroupReply:
         await self._check(context)
+        who = acl_name(caller(context))
+        if (request.publishers or request.subscribers) and not who:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "group access lists need a ring with TLS: without it there "
+                                "are no identities to check")
         try:
-            token, root = await self.scribe.create(request.name, request.creator)
+            token, root = await self.scribe.create(
+                request.name, request.creator or who, owner=who,
+                publishers=request.publishers, subscribers=request.subscribers)
         except McastError as exc:
             await _abort(context, exc)
         space = self.scribe.kbr.space
@@ -144,7 +153,8 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
         try:
             member, start = await self.scribe.join(
                 request.name, stream.offer, member=request.member,
-                resume_after=request.last_seq if request.resume else None)
+                resume_after=request.last_seq if request.resume else None,
+                principal=acl_name(caller(context)))
         except McastError as exc:
             await _abort(context, exc)
         stream.given = start
@@ -182,29 +192,38 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
             await self.scribe.leave(request.name, member)
         return mpb.LeaveGroupReply(left=len(entries))
 
-    async def send(self, request: mpb.SendRequest) -> mpb.SendReply:
+    async def send(self, request: mpb.SendRequest, who: str = "") -> mpb.SendReply:
+        """`who`: the caller's principal on a TLS connection; it is also the sender the
+        members see (a self-declared sender counts only without TLS)."""
         if not self.ready():
             raise link.Refusal(grpc.StatusCode.UNAVAILABLE, "node has not joined a ring yet")
         try:
-            seq = await self.scribe.send(request.name, request.payload, request.sender,
-                                         request.message_id)
+            seq = await self.scribe.send(request.name, request.payload,
+                                         who or request.sender, request.message_id,
+                                         principal=who)
         except McastError as exc:
             raise link.Refusal(STATUS[exc.code], str(exc)) from None
         return mpb.SendReply(seq=seq)
 
     async def Send(self, request: mpb.SendRequest, context: Any) -> mpb.SendReply:
-        return await link.unary(self.send, request, context)
+        who = acl_name(caller(context))
+        return await link.unary(lambda r: self.send(r, who), request, context)
 
     async def Session(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
-        """The hot path (Send) as frames on one stream per client."""
-        await self.streams.serve(context, link.dispatcher("Multicast", self.methods),
+        """The hot path (Send) as frames on one stream per client (one caller per stream:
+        its principal is read once)."""
+        who = acl_name(caller(context))
+        methods: link.Methods = self.methods if not who else {
+            "Send": (mpb.SendRequest, lambda r: self.send(r, who))}
+        await self.streams.serve(context, link.dispatcher("Multicast", methods),
                                  served_by(self.observe))
 
     async def Destroy(self, request: mpb.DestroyGroupRequest, context: Any
                       ) -> mpb.DestroyGroupReply:
         await self._check(context)
         try:
-            await self.scribe.destroy(request.name, request.token)
+            await self.scribe.destroy(request.name, request.token,
+                                      principal=acl_name(caller(context)))
         except McastError as exc:
             await _abort(context, exc)
         return mpb.DestroyGroupReply()
@@ -212,7 +231,9 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
     async def Anycast(self, request: mpb.AnycastRequest, context: Any) -> mpb.AnycastReply:
         await self._check(context)
         try:
-            node = await self.scribe.anycast(request.name, request.payload, request.sender)
+            who = acl_name(caller(context))
+            node = await self.scribe.anycast(request.name, request.payload,
+                                             who or request.sender, principal=who)
         except McastError as exc:
             await _abort(context, exc)
         return mpb.AnycastReply(node=self._pb(node))
@@ -228,7 +249,8 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
     def _info(self, s: GroupSummary) -> mpb.GroupInfo:
         return mpb.GroupInfo(name=s.name, group_id=self.scribe.kbr.space.to_bytes(s.group_id),
                              root=self._pb(s.root), creator=s.creator, created_ms=s.created_ms,
-                             last_seq=s.last_seq, members=s.members, depth=s.depth)
+                             last_seq=s.last_seq, members=s.members, depth=s.depth,
+                             owner=s.owner, publishers=s.publishers, subscribers=s.subscribers)
 
     async def List(self, request: mpb.ListGroupsRequest, context: Any) -> mpb.ListGroupsReply:
         await self._check(context)

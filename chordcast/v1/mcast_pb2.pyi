@@ -10,18 +10,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GroupRecord(_message.Message):
-    __slots__ = ("name", "creator", "created_ms", "token_hash", "archive")
+    __slots__ = ("name", "creator", "created_ms", "token_hash", "archive", "owner", "publishers", "subscribers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CREATOR_FIELD_NUMBER: _ClassVar[int]
     CREATED_MS_FIELD_NUMBER: _ClassVar[int]
     TOKEN_HASH_FIELD_NUMBER: _ClassVar[int]
     ARCHIVE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHERS_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     creator: str
     created_ms: int
     token_hash: bytes
     archive: int
-    def __init__(self, name: _Optional[str] = ..., creator: _Optional[str] = ..., created_ms: _Optional[int] = ..., token_hash: _Optional[bytes] = ..., archive: _Optional[int] = ...) -> None: ...
+    owner: str
+    publishers: _containers.RepeatedScalarFieldContainer[str]
+    subscribers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., creator: _Optional[str] = ..., created_ms: _Optional[int] = ..., token_hash: _Optional[bytes] = ..., archive: _Optional[int] = ..., owner: _Optional[str] = ..., publishers: _Optional[_Iterable[str]] = ..., subscribers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GroupMessage(_message.Message):
     __slots__ = ("seq", "payload", "sender", "ts_ms", "message_id")
@@ -58,14 +64,20 @@ class McastRouted(_message.Message):
     def __init__(self, create: _Optional[_Union[CreateOp, _Mapping]] = ..., join: _Optional[_Union[JoinOp, _Mapping]] = ..., publish: _Optional[_Union[PublishOp, _Mapping]] = ..., destroy: _Optional[_Union[DestroyOp, _Mapping]] = ..., anycast: _Optional[_Union[AnycastOp, _Mapping]] = ..., info: _Optional[str] = ..., range: _Optional[_Union[RangeOp, _Mapping]] = ..., unicast: _Optional[bytes] = ...) -> None: ...
 
 class CreateOp(_message.Message):
-    __slots__ = ("name", "creator", "archive")
+    __slots__ = ("name", "creator", "archive", "owner", "publishers", "subscribers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CREATOR_FIELD_NUMBER: _ClassVar[int]
     ARCHIVE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHERS_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     creator: str
     archive: int
-    def __init__(self, name: _Optional[str] = ..., creator: _Optional[str] = ..., archive: _Optional[int] = ...) -> None: ...
+    owner: str
+    publishers: _containers.RepeatedScalarFieldContainer[str]
+    subscribers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., creator: _Optional[str] = ..., archive: _Optional[int] = ..., owner: _Optional[str] = ..., publishers: _Optional[_Iterable[str]] = ..., subscribers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JoinOp(_message.Message):
     __slots__ = ("name", "child")
@@ -76,24 +88,28 @@ class JoinOp(_message.Message):
     def __init__(self, name: _Optional[str] = ..., child: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ...) -> None: ...
 
 class PublishOp(_message.Message):
-    __slots__ = ("name", "payload", "sender", "message_id")
+    __slots__ = ("name", "payload", "sender", "message_id", "principal")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     payload: bytes
     sender: str
     message_id: str
-    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., message_id: _Optional[str] = ...) -> None: ...
+    principal: str
+    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., message_id: _Optional[str] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class DestroyOp(_message.Message):
-    __slots__ = ("name", "token")
+    __slots__ = ("name", "token", "principal")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     token: str
-    def __init__(self, name: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
+    principal: str
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[str] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class AnycastOp(_message.Message):
     __slots__ = ("name", "payload", "sender")
@@ -236,12 +252,16 @@ class McastDirectReply(_message.Message):
     def __init__(self, error: _Optional[str] = ..., unknown: _Optional[bool] = ..., last_seq: _Optional[int] = ..., messages: _Optional[_Iterable[_Union[GroupMessage, _Mapping]]] = ..., delivered: _Optional[bool] = ..., node: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., records: _Optional[_Iterable[_Union[GroupRecord, _Mapping]]] = ..., counters: _Optional[_Iterable[int]] = ..., positioned: _Optional[bool] = ...) -> None: ...
 
 class CreateGroupRequest(_message.Message):
-    __slots__ = ("name", "creator")
+    __slots__ = ("name", "creator", "publishers", "subscribers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CREATOR_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHERS_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     creator: str
-    def __init__(self, name: _Optional[str] = ..., creator: _Optional[str] = ...) -> None: ...
+    publishers: _containers.RepeatedScalarFieldContainer[str]
+    subscribers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., creator: _Optional[str] = ..., publishers: _Optional[_Iterable[str]] = ..., subscribers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateGroupReply(_message.Message):
     __slots__ = ("name", "group_id", "root", "token")
@@ -370,7 +390,7 @@ class GroupInfoRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class GroupInfo(_message.Message):
-    __slots__ = ("name", "group_id", "root", "creator", "created_ms", "last_seq", "members", "depth")
+    __slots__ = ("name", "group_id", "root", "creator", "created_ms", "last_seq", "members", "depth", "owner", "publishers", "subscribers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     ROOT_FIELD_NUMBER: _ClassVar[int]
@@ -379,6 +399,9 @@ class GroupInfo(_message.Message):
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHERS_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     group_id: bytes
     root: _chord_pb2.Node
@@ -387,7 +410,10 @@ class GroupInfo(_message.Message):
     last_seq: int
     members: int
     depth: int
-    def __init__(self, name: _Optional[str] = ..., group_id: _Optional[bytes] = ..., root: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., creator: _Optional[str] = ..., created_ms: _Optional[int] = ..., last_seq: _Optional[int] = ..., members: _Optional[int] = ..., depth: _Optional[int] = ...) -> None: ...
+    owner: str
+    publishers: _containers.RepeatedScalarFieldContainer[str]
+    subscribers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., group_id: _Optional[bytes] = ..., root: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., creator: _Optional[str] = ..., created_ms: _Optional[int] = ..., last_seq: _Optional[int] = ..., members: _Optional[int] = ..., depth: _Optional[int] = ..., owner: _Optional[str] = ..., publishers: _Optional[_Iterable[str]] = ..., subscribers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListGroupsRequest(_message.Message):
     __slots__ = ()

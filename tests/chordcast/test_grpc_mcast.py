@@ -307,3 +307,15 @@ async def test_a_stalled_subscriber_lags_and_resumes_while_the_others_keep_up() 
             await task
         for c in (owner, quick_client, slow_client):
             await c.close()
+
+
+async def test_access_lists_without_tls_are_refused_not_ignored(ring: LocalRing) -> None:
+    """Without TLS there are no identities: a group that asks for access lists is refused
+    with a clear reason rather than created open."""
+    async with Client(ring.live()[0].address) as c:
+        with pytest.raises(ClientError) as err:
+            await c.create("needs-tls", publishers=["alice"])
+        assert err.value.code == "FAILED_PRECONDITION"
+        assert "need a ring with TLS" in str(err.value)
+        with pytest.raises(ClientError):
+            await c.info("needs-tls")  # nothing was made

@@ -11,6 +11,8 @@ import asyncio
 import datetime
 import socket
 import ssl
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -55,6 +57,8 @@ class Pki:
         self.ca = certs.init_ca(self.dir).cert
         self.nodes = [certs.issue_node(self.dir, f"127.0.0.1:{p}") for p in ports]
         self.alice = certs.issue_client(self.dir, "alice")
+        self.bob = certs.issue_client(self.dir, "bob")
+        self.carol = certs.issue_client(self.dir, "carol")
         long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)
         self.expired = certs.issue_client(self.dir, "old", days=1, valid_from=long_ago)
         other = root / "other"
@@ -259,3 +263,64 @@ def test_a_node_takes_new_certificate_files_without_a_restart(
         assert time.monotonic() < deadline, "the node still serves its old certificate"
         time.sleep(0.2)
     ring.wait_converged(timeout=30)  # its peers reconnect to it with the new one
+
+
+def test_group_access_lists_hold_whichever_node_a_caller_goes_through(
+        tls_ring: tuple[LocalRing, Pki]) -> None:
+    ring, pki = tls_ring
+    nodes = [n.address for n in ring.live()[:NODES]]
+
+    async def as_(who: certs.Issued, address: str) -> Client:
+        return Client(address, tls=pki.config(who), ring_aware=False)
+
+    async def go() -> None:
+        alice = await as_(pki.alice, nodes[0])
+        created = await alice.create("acl", publishers=["alice"], subscribers=["alice", "bob"])
+        info = await alice.info("acl")
+        assert (info.owner, info.publishers, info.subscribers) == (
+            "alice", ("alice",), ("alice", "bob"))
+        # bob may listen; carol may not, through any node.
+        bob = await as_(pki.bob, nodes[1])
+        sub = bob.join("acl")
+        await sub.open()
+        for address in nodes[:3]:
+            carol = await as_(pki.carol, address)
+            with pytest.raises(ClientError) as no_sub:
+                async with carol.join("acl"):
+                    pass
+            assert no_sub.value.code == "PERMISSION_DENIED", no_sub.value
+            await carol.close()
+        # bob may not send, whichever node he enters through (the root refuses it).
+        for address in nodes:
+            sender = await as_(pki.bob, address)
+            with pytest.raises(ClientError) as refused:
+                await sender.send("acl", b"not allowed")
+            assert refused.value.code == "PERMISSION_DENIED"
+            assert "permission denied: bob may not send to 'acl'" in str(refused.value)
+            await sender.close()
+        # alice's message reaches bob, with the sender her certificate names (not a claim).
+        seq = await alice.send("acl", b"hello", sender="someone-else")
+        got = await asyncio.wait_for(sub.__anext__(), 10)
+        assert (got.seq, got.payload, got.sender) == (seq, b"hello", "alice")
+        await sub.close()
+        # Destroy: not bob; alice by her certificate, without the token.
+        with pytest.raises(ClientError) as no_destroy:
+            await bob.destroy("acl", "")
+        assert no_destroy.value.code == "PERMISSION_DENIED"
+        await alice.destroy("acl", "")
+        assert created.token  # (the token would do as well)
+        for c in (alice, bob):
+            await c.close()
+
+    asyncio.run(go())
+    # The command line gives a refused publisher one clear line, and exit status 1.
+    done = subprocess.run(
+        [sys.executable, "-m", "chordcast", "group", "create", "cli-acl", "--via", nodes[0],
+         "--publishers", "alice", *tls_args(pki.alice, pki.ca)], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    refused = subprocess.run(
+        [sys.executable, "-m", "chordcast", "group", "send", "cli-acl", "hi", "--via",
+         nodes[2], *tls_args(pki.bob, pki.ca)], capture_output=True, text=True)
+    assert refused.returncode == 1
+    lines = [ln for ln in refused.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "permission denied: bob may not send to 'cli-acl'" in lines[0]
