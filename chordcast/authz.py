@@ -68,9 +68,18 @@ def caller(context: grpc.aio.ServicerContext) -> Principal | None:
     return principal_of(context) if is_tls(context) else None
 
 
+class Malformed:
+    """What a request that does not parse becomes (gRPC itself would answer UNKNOWN, as if
+    the handler had crashed): the wrapped handler refuses it with INVALID_ARGUMENT."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every method so it first checks its caller's role (an interceptor itself sees
-    only the method and metadata; the wrapped handler sees the connection's certificate)."""
+    only the method and metadata; the wrapped handler sees the connection's certificate),
+    and so a request that does not parse is INVALID_ARGUMENT, not a crash."""
 
     def __init__(self, refused: Refused) -> None:
         self.refused = refused
@@ -84,7 +93,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return None
         method: str = details.method
         nodes_only = method.split("/")[1:2] == [CHORD_SERVICE]
-        return _guard(handler, lambda context: self._check(context, nodes_only, method))
+        return _guard(handler, method,
+                      lambda context: self._check(context, nodes_only, method))
 
     async def _check(self, context: grpc.aio.ServicerContext, nodes_only: bool,
                      method: str) -> None:
@@ -102,23 +112,38 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                                 f"{method} is for ring nodes only, not {principal}")
 
 
-def _guard(handler: Any, check: Callable[[Any], Awaitable[None]]) -> Any:
-    """The same handler with `check(context)` run before its behaviour."""
+def _guard(handler: Any, method: str, check: Callable[[Any], Awaitable[None]]) -> Any:
+    """The same handler with `check(context)` run before its behaviour, and its request
+    parsed without ever raising (see Malformed)."""
+
+    async def checked(request: Any, context: Any) -> None:
+        await check(context)
+        if isinstance(request, Malformed):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"malformed {method} request: {request.error}")
 
     def wrap(behavior: Any) -> Any:
         if inspect.isasyncgenfunction(behavior):
             async def stream(request: Any, context: Any) -> Any:
-                await check(context)
+                await checked(request, context)
                 async for item in behavior(request, context):
                     yield item
 
             return stream
 
         async def call(request: Any, context: Any) -> Any:
-            await check(context)
+            await checked(request, context)
             return await behavior(request, context)
 
         return call
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data) if deserialize is not None else data
+        except Exception as exc:  # DecodeError, and whatever a parser may raise on garbage
+            return Malformed(exc)
+
+    deserialize = handler.request_deserializer
 
     kinds = {
         (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
@@ -127,6 +152,5 @@ def _guard(handler: Any, check: Callable[[Any], Awaitable[None]]) -> Any:
         (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
     }
     field, make = kinds[handler.request_streaming, handler.response_streaming]
-    return make(wrap(getattr(handler, field)),
-                request_deserializer=handler.request_deserializer,
+    return make(wrap(getattr(handler, field)), request_deserializer=parse,
                 response_serializer=handler.response_serializer)

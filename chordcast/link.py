@@ -51,6 +51,10 @@ class _Status(Exception):
         self.detail = detail
 
 
+class _Unreadable(Exception):
+    """A stream message that is not a Frames message (it did not parse)."""
+
+
 class Refusal(_Status):
     """A handler's answer with an error status (what context.abort is for a unary call)."""
 
@@ -395,6 +399,8 @@ class Streams:
                 message = await context.read()
                 if message is grpc.aio.EOF:
                     return
+                if not isinstance(message, link_pb2.Frames):  # did not parse
+                    raise _Unreadable(f"malformed stream message: {message!r:.200}")
                 for frame in message.frames:
                     if not frame.id:
                         if not takers:
@@ -416,6 +422,8 @@ class Streams:
                     # The call itself was cancelled (the peer went away or closed its end):
                     # nobody is left to answer, and gRPC would log the cancellation as an error.
                     return
+            except _Unreadable as exc:  # garbage from the caller: say so, and end the stream
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except Exception:  # the stream broke while reading: nobody is left to answer
                 return
             # The caller closed its side or the server is stopping: let the answers it still
