@@ -70,6 +70,7 @@ class NodeOptions:
     metrics_port: int | None = None  # None: no /metrics endpoint; 0: a free port
     metrics_host: str | None = None  # default: the listen host
     tls: TlsConfig | None = None  # mutual TLS with these files; None: no authentication
+    max_calls: int = 20_000  # calls and streams served at once (member streams count)
 
 
 class NodeServer:
@@ -82,7 +83,8 @@ class NodeServer:
         self.metrics_address = ""
         self.tls = Credentials(options.tls) if options.tls is not None else None
         self.transport = GrpcTransport(observe=self.metrics.rpc, tls=self.tls)
-        self.server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[
+        self.server = grpc.aio.server(options=SERVER_OPTIONS,
+                                      maximum_concurrent_rpcs=options.max_calls, interceptors=[
             AuthInterceptor(self.metrics.refused), MetricsInterceptor(self.metrics)])
         self.health = health.aio.HealthServicer()
         self.streams = link.Streams()  # the Link and Session streams this node answers on

@@ -34,7 +34,7 @@ ONE_HOP_OPS = frozenset({"publish", "info", "range"})
 class McastError(Exception):
     """A refused or failed group operation; `code` is one of the CODES."""
 
-    CODES = ("not_found", "exists", "denied", "invalid", "unavailable")
+    CODES = ("not_found", "exists", "denied", "invalid", "unavailable", "exhausted")
 
     def __init__(self, code: str, message: str) -> None:
         assert code in self.CODES
@@ -50,6 +50,11 @@ class ScribeConfig:
     recent: int = 1024
     replicas: int = 3
     send_retries: int = 3
+    # What one node holds for others at most: groups it is the root of, and members attached
+    # to it. Past either, a create or a join is refused (nothing anyone sends grows a node's
+    # memory without bound).
+    max_groups: int = 10_000
+    max_members: int = 10_000
 
 
 def check_name(name: str) -> None:

@@ -186,6 +186,9 @@ class Roots:
         if await self.root(op.name) is not None or op.name in core.roots:
             # (checked again after the wait: two creates at once must not both win)
             return reply(error=f"group {op.name!r} already exists", code="exists")
+        if len(core.roots) >= core.config.max_groups:
+            return reply(error=f"the root node holds its limit of {core.config.max_groups} "
+                               f"groups", code="exhausted")
         # The right to destroy the group: unguessable where the node's rng draws from the
         # OS (a real node's does); seeded, so reproducible, in the simulator.
         token = f"{core.rng.getrandbits(128):032x}"

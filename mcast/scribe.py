@@ -209,6 +209,10 @@ class Scribe:
             raise McastError("denied", f"permission denied: {who} may not subscribe to "
                                        f"{name!r}")
         now_at = summary.last_seq
+        attached = sum(len(g.members) for g in self.groups.values())
+        if attached >= self.config.max_members:
+            raise McastError("exhausted", f"this node holds its limit of "
+                                          f"{self.config.max_members} members")
         self._next_member += 1
         m = Member(self._next_member, member or f"member-{self._next_member}", on_event,
                    cursor=resume_after)

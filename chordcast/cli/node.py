@@ -51,7 +51,9 @@ def cmd_node(args: argparse.Namespace) -> int:
         join_dns=args.join_dns or [], discovery=discovery_config(args, tls is not None),
         require_join=args.require_join,
         scribe=ScribeConfig(archive=args.archive, max_children=args.max_children,
-                            parent_timeout=args.parent_timeout),
+                            parent_timeout=args.parent_timeout, max_groups=args.max_groups,
+                            max_members=args.max_members),
+        max_calls=args.max_calls,
         member_buffer=args.member_buffer,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
         tls=tls,
@@ -179,6 +181,14 @@ def register(sub: Any) -> None:
                       help="messages a group's root keeps for repair")
     node.add_argument("--max-children", type=at_least(int, 1), default=16, metavar="N",
                       help="children per node per group before handing new ones down")
+    node.add_argument("--max-groups", type=at_least(int, 1), default=10_000, metavar="N",
+                      help="groups this node may be the root of (default 10000); past it a "
+                           "create is RESOURCE_EXHAUSTED")
+    node.add_argument("--max-members", type=at_least(int, 1), default=10_000, metavar="N",
+                      help="subscribers attached to this node (default 10000)")
+    node.add_argument("--max-calls", type=at_least(int, 16), default=20_000, metavar="N",
+                      help="calls and streams served at once (default 20000); past it gRPC "
+                           "answers RESOURCE_EXHAUSTED")
     node.add_argument("--parent-timeout", type=at_least(float, 0.05), default=3.0,
                       metavar="SECONDS", help="silence from a tree parent before re-joining")
     node.add_argument("--member-buffer", type=at_least(int, 1024), default=16 << 20,

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import struct
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -64,10 +65,17 @@ class ReplayGuard:
 
 
 class Codec:
-    def __init__(self, key: bytes | None = None, max_skew: float = 30.0) -> None:
-        if key is not None and len(key) < MIN_KEY_LEN:
+    """`key`: the cluster key, or a keyring (primary first): packets are signed with the
+    primary and accepted under any key of the ring, so the key can be rotated without a
+    split (add the new key everywhere, make it primary everywhere, drop the old one)."""
+
+    def __init__(self, key: bytes | Sequence[bytes] | None = None,
+                 max_skew: float = 30.0) -> None:
+        keys = () if key is None else (key,) if isinstance(key, bytes) else tuple(key)
+        if any(len(k) < MIN_KEY_LEN for k in keys):
             raise ValueError(f"the cluster key must be at least {MIN_KEY_LEN} bytes")
-        self.key = key
+        self.keys = keys
+        self.key = keys[0] if keys else None  # the primary: it signs
         self.max_skew = max_skew
         self.replays = ReplayGuard(max_skew)
 
@@ -98,7 +106,8 @@ class Codec:
         if self.key is not None:
             if not has_mac:
                 raise Rejected("unauthenticated")
-            if not hmac.compare_digest(self._mac(data[:end]), data[end:]):
+            if not any(hmac.compare_digest(self._mac(data[:end], k), data[end:])
+                       for k in self.keys):
                 raise Rejected("bad_mac")
         elif has_mac:
             raise Rejected("unauthenticated", "authenticated packet, but we have no cluster key")
@@ -118,6 +127,7 @@ class Codec:
                 raise Rejected("replayed")
         return msg
 
-    def _mac(self, data: bytes) -> bytes:
-        assert self.key is not None
-        return hmac.new(self.key, data, hashlib.sha256).digest()
+    def _mac(self, data: bytes, key: bytes | None = None) -> bytes:
+        key = key or self.key
+        assert key is not None
+        return hmac.new(key, data, hashlib.sha256).digest()

@@ -35,7 +35,7 @@ class DiscoveryConfig:
     broadcast_address: str | None = None  # default: derived from the interface's netmask
     multicast_group: str = net.DEFAULT_GROUP
     ttl: int = 1
-    key: bytes | None = None
+    key: bytes | tuple[bytes, ...] | None = None  # the cluster key, or a keyring (primary first)
     window: float = 0.5  # how long a probe collects answers
     attempts: int = 4
 
@@ -47,15 +47,22 @@ class DiscoveryConfig:
         return iface.broadcast
 
 
-def read_key_file(path: str) -> bytes:
+def read_key_file(path: str) -> tuple[bytes, ...]:
+    """The keyring in a key file: one key per line, the primary (the one that signs) first;
+    every key is accepted. One line is one key, as before."""
     try:
         with open(path, "rb") as f:
-            key = f.read(4096).strip()
+            text = f.read(4096)
     except OSError as exc:
         raise net.DiscoveryConfigError(f"cannot read cluster key {path}: {exc.strerror}") from None
-    if len(key) < 16:
-        raise net.DiscoveryConfigError(f"cluster key in {path} is shorter than 16 bytes")
-    return key
+    keys = tuple(k.strip() for k in text.splitlines() if k.strip())
+    if not keys:
+        raise net.DiscoveryConfigError(f"no cluster key in {path}")
+    for n, key in enumerate(keys, 1):
+        if len(key) < 16:
+            raise net.DiscoveryConfigError(f"cluster key {n} in {path} is shorter than 16 "
+                                           f"bytes")
+    return keys
 
 
 class _Datagrams(asyncio.DatagramProtocol):

@@ -33,6 +33,7 @@ STATUS = {
     "denied": grpc.StatusCode.PERMISSION_DENIED,
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,
     "unavailable": grpc.StatusCode.UNAVAILABLE,
+    "exhausted": grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 KINDS = {
     MESSAGE: mpb.GroupEvent.MESSAGE,

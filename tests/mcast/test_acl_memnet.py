@@ -79,3 +79,25 @@ def test_the_root_and_the_access_nodes_enforce_a_groups_access_lists(run_virtual
         await scribe(others[1]).destroy("open", token)
 
     run_virtual(scenario())
+
+
+def test_a_node_bounds_the_groups_it_roots_and_the_members_it_holds(run_virtual) -> None:
+    async def scenario() -> None:
+        config = ScribeConfig(parent_timeout=3.0, max_groups=3, max_members=2)
+        ring = SimRing(config=CONFIG, seed=6, app_factories={
+            "scribe": lambda kbr, rng: Scribe(kbr, config, rng)})
+        await ring.grow(1)  # one node: it is the root of everything
+        node = scribe(next(iter(ring.nodes.values())))
+        for i in range(3):
+            await node.create(f"g{i}")
+        with pytest.raises(McastError) as full:
+            await node.create("g3")
+        assert full.value.code == "exhausted" and "limit of 3 groups" in str(full.value)
+        for _ in range(2):
+            await node.join("g0", lambda e: None)
+        with pytest.raises(McastError) as crowded:
+            await node.join("g1", lambda e: None)
+        assert crowded.value.code == "exhausted"
+        assert not node.groups["g1"].members  # nothing was attached
+
+    run_virtual(scenario())

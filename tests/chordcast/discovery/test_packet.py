@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +12,9 @@ from hypothesis import strategies as st
 
 from chord.ids import IdSpace
 from chordcast.discovery.logic import Identity, Responder, join_order, parse_peer, should_found
+from chordcast.discovery.net import DiscoveryConfigError
 from chordcast.discovery.packet import DROP_REASONS, HEADER, MAX_PACKET, Codec, Rejected
+from chordcast.discovery.service import read_key_file
 from chordcast.v1.discovery_pb2 import DiscoveryMessage
 
 SPACE = IdSpace(160)
@@ -156,3 +160,23 @@ def test_responder_survives_hostile_input_and_keeps_answering(packets: list[byte
         r.handle(data, "10.0.0.2", NOW, b"z" * 16)
     assert sum(r.dropped.values()) + r.answered == r.received
     assert r.handle(Codec().encode(probe()), "10.0.0.2", NOW, b"y" * 16) is not None
+
+
+def test_a_keyring_rotates_the_cluster_key_without_a_split(tmp_path: Path) -> None:
+    """The steps of a rotation (every node moves one step at a time, in any order): nodes
+    one step apart understand each other, so the ring never splits; old and new alone do
+    not."""
+    old, new = b"o" * 32, b"n" * 32
+    steps = [(old,), (old, new), (new, old), (new,)]
+    for a, b in itertools.pairwise(steps):
+        for sender, receiver in ((a, b), (b, a)):
+            msg = probe()
+            assert Codec(receiver).decode(Codec(sender).encode(msg), NOW) == msg
+    with pytest.raises(Rejected, match="bad_mac"):
+        Codec((new,)).decode(Codec((old,)).encode(probe()), NOW)
+    ring = tmp_path / "cluster.key"
+    ring.write_bytes(b"n" * 32 + b"\n" + b"o" * 32 + b"\n")
+    assert read_key_file(str(ring)) == (new, old)
+    ring.write_bytes(b"n" * 32 + b"\nshort\n")
+    with pytest.raises(DiscoveryConfigError, match=r"key 2 .* shorter than 16"):
+        read_key_file(str(ring))
