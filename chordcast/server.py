@@ -71,6 +71,9 @@ class NodeOptions:
     metrics_host: str | None = None  # default: the listen host
     tls: TlsConfig | None = None  # mutual TLS with these files; None: no authentication
     max_calls: int = 20_000  # calls and streams served at once (member streams count)
+    # A plaintext port that serves grpc.health.v1 only (on the metrics host): probes that
+    # cannot present a client certificate (kubelet's gRPC probe) still see the node's health.
+    health_port: int | None = None
 
 
 class NodeServer:
@@ -93,6 +96,8 @@ class NodeServer:
         self.storage: Storage
         self.listener: DiscoveryListener | None = None
         self.in_ring = False
+        self.health_server: grpc.aio.Server | None = None
+        self.health_address = ""
 
     async def start(self) -> str:
         """Bind, build the protocol objects, start serving, then join. Returns the address."""
@@ -146,6 +151,13 @@ class NodeServer:
             mhost = opts.metrics_host or host
             mport = self.metrics.serve(mhost, opts.metrics_port)
             self.metrics_address = join_address(mhost, mport)
+        if opts.health_port is not None:
+            self.health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            hhost = opts.metrics_host or host
+            self.health_address = join_address(hhost, _bind(self.health_server, join_address(
+                hhost, opts.health_port)))
+            await self.health_server.start()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
         await self._join_somewhere()
@@ -218,6 +230,8 @@ class NodeServer:
         finally:
             await self.streams.close(grace=1.0)
             await self.server.stop(grace=1.0)
+            if self.health_server is not None:
+                await self.health_server.stop(grace=None)
             await self.transport.close()
             self.metrics.close()
 

@@ -53,7 +53,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         scribe=ScribeConfig(archive=args.archive, max_children=args.max_children,
                             parent_timeout=args.parent_timeout, max_groups=args.max_groups,
                             max_members=args.max_members),
-        max_calls=args.max_calls,
+        max_calls=args.max_calls, health_port=args.health_port,
         member_buffer=args.member_buffer,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
         tls=tls,
@@ -68,8 +68,12 @@ async def _run_node(options: NodeOptions) -> int:
     except Exception as exc:  # a bad address or port, or JoinFailed: no seed answered
         print(f"error: {exc}", file=sys.stderr)
         await ns.server.stop(grace=None)
+        if ns.health_server is not None:
+            await ns.health_server.stop(grace=None)
         return 1
     metrics = f" metrics on {ns.metrics_address}" if ns.metrics_address else ""
+    if ns.health_address:
+        metrics += f" health on {ns.health_address}"
     print(f"chordcast node {ns.space.format(ns.node.me.id)} listening on {advertised}{metrics}",
           flush=True)
     stop = asyncio.Event()
@@ -181,6 +185,9 @@ def register(sub: Any) -> None:
                       help="messages a group's root keeps for repair")
     node.add_argument("--max-children", type=at_least(int, 1), default=16, metavar="N",
                       help="children per node per group before handing new ones down")
+    node.add_argument("--health-port", type=at_least(int, 0), metavar="PORT",
+                      help="also serve grpc.health.v1 alone, in plaintext, on this port of "
+                           "the metrics host (for probes that cannot do TLS; 0: a free port)")
     node.add_argument("--max-groups", type=at_least(int, 1), default=10_000, metavar="N",
                       help="groups this node may be the root of (default 10000); past it a "
                            "create is RESOURCE_EXHAUSTED")

@@ -21,6 +21,8 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography import x509
+from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+from grpc_health.v1.health_pb2_grpc import HealthStub
 
 from chord.ports import RemoteError
 from chordcast import certs
@@ -65,13 +67,15 @@ class Pki:
         certs.init_ca(other, name="someone else's CA")
         self.foreign = certs.issue_client(other, "mallory")
 
+    health_port = 0  # node 0's plaintext health port
+
     def config(self, issued: certs.Issued) -> TlsConfig:
         return TlsConfig(issued.cert, issued.key, self.ca)
 
 
 @pytest.fixture(scope="module")
 def tls_ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRing, Pki]]:
-    ports = free_ports(NODES + 1)
+    ports = free_ports(NODES + 1)  # the last: node 0's plaintext health port
     pki = Pki(tmp_path_factory.mktemp("tls"), ports)
     mp = pytest.MonkeyPatch()
     # The oracle's client (LocalRing.converged) is certified through the environment.
@@ -81,9 +85,11 @@ def tls_ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRi
     ring = LocalRing()
     try:
         for i in range(NODES):
+            pki.health_port = ports[NODES]
+            health = ["--health-port", str(pki.health_port)] if i == 0 else []
             node = ring.spawn(join=[n.address for n in ring.live()[:2]],
                               listen=f"127.0.0.1:{ports[i]}",
-                              extra=tls_args(pki.nodes[i], pki.ca))
+                              extra=[*tls_args(pki.nodes[i], pki.ca), *health])
             ring.wait_ready(node)
         ring.wait_converged(timeout=60)
         yield ring, pki
@@ -147,6 +153,20 @@ def test_a_tls_ring_forms_and_serves_a_certified_client(tls_ring: tuple[LocalRin
             await sub.close()
 
     asyncio.run(go())
+
+
+def test_probes_without_a_certificate_see_health_on_the_health_port_and_nothing_else(
+        tls_ring: tuple[LocalRing, Pki]) -> None:
+    _, pki = tls_ring
+    channel = grpc.insecure_channel(f"127.0.0.1:{pki.health_port}")
+    try:
+        status = HealthStub(channel).Check(HealthCheckRequest(), timeout=5).status
+        assert status == HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as other:
+            chord_pb2_grpc.ChordStub(channel).Ping(pb.PingRequest(), timeout=5)
+        assert other.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        channel.close()
 
 
 def test_callers_without_a_good_certificate_cannot_even_connect(

@@ -143,3 +143,23 @@ def test_promtool_accepts_the_shipped_prometheus_config() -> None:
                                                           "prometheus.yml")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_tls_statefulset_matches_the_schema_and_the_cli() -> None:
+    """deploy/k8s/tls: the same StatefulSet with certificates from a Secret and probes on the
+    plaintext health port (kubelet's gRPC probe cannot do mutual TLS)."""
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "k8s" / "tls" / "chordcast-tls.yaml")
+                                          .read_text()) if d]
+    assert [d["kind"] for d in docs] == ["StatefulSet"]
+    kubernetes_validate.validate(docs[0], K8S_VERSION, strict=True)
+    pod = docs[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    args = [re.sub(r"\$\((\w+)\)", "x", a) for a in container["args"]]
+    assert_cli(args)
+    health = args[args.index("--health-port") + 1]
+    assert container["readinessProbe"]["grpc"]["port"] == int(health)
+    assert container["livenessProbe"]["grpc"]["port"] == int(health)
+    for flag in ("--tls-cert", "--tls-key", "--tls-ca"):
+        assert args[args.index(flag) + 1].startswith("/tls/")
+    assert container["volumeMounts"][0]["mountPath"] == "/tls"
+    assert pod["volumes"][0]["secret"]["secretName"] == "chordcast-tls"
