@@ -8,8 +8,8 @@ serve and join as), `chordcast://client/NAME` for a client. `chordcast.certs` is
 
 from __future__ import annotations
 
+import hashlib
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -33,11 +33,11 @@ def identity_uri(kind: str, name: str) -> str:
 
 def node_name(address: str) -> str:
     """The DNS name a node's certificate carries for its address, and that every chordcast
-    peer asks for when it connects (grpc.ssl_target_name_override): HOST:PORT in one name, so
-    a certificate for another port on the same host does not pass the hostname check."""
-    host, port = split_address(address)
-    label = re.sub(r"[^a-z0-9]+", "-", host.lower()).strip("-") or "host"
-    return f"{label}.p{port}.node.chordcast"
+    peer asks for when it connects (grpc.ssl_target_name_override): a digest of the exact
+    address string (HOST:PORT as advertised), so no two addresses share a name and a
+    certificate for another port, or another spelling of the host, does not pass."""
+    split_address(address)  # a malformed address is refused here, not by the handshake
+    return f"{hashlib.sha256(address.encode()).hexdigest()[:40]}.node.chordcast"
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,8 @@ class TlsConfig:
         """From command-line values, each falling back to its CHORDCAST_TLS_* variable;
         None when none is given. Some but not all is an error."""
         env = os.environ if environ is None else environ
+        if cert or key or ca:
+            env = {}  # flags and variables are never mixed: one node's cert, another's key
         given = {"cert": cert or env.get(ENV["cert"]), "key": key or env.get(ENV["key"]),
                  "ca": ca or env.get(ENV["ca"])}
         if not any(given.values()):
@@ -117,6 +119,7 @@ class TlsConfig:
             if b"-----BEGIN" not in data:
                 raise TlsError(f"{path} is not a PEM file")
             out.append(data)
+        _check_pair(self.cert, out[0], self.key, out[1], self.ca, out[2])
         return out[0], out[1], out[2]
 
     def version(self) -> tuple[float, ...]:
@@ -129,6 +132,30 @@ class TlsConfig:
             except OSError:
                 stamps += [0, 0, 0]
         return tuple(stamps)
+
+
+def _check_pair(cert_path: Path, cert_pem: bytes, key_path: Path, key_pem: bytes,
+                ca_path: Path, ca_pem: bytes) -> None:
+    """The key belongs to the certificate, and the CA file holds a CA: what gRPC would
+    otherwise report as a failed listen or a failed handshake, said in the user's terms."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        ca = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError as exc:
+        raise TlsError(f"cannot load the TLS files ({cert_path}, {key_path}, {ca_path}): "
+                       f"{exc}") from None
+    if key.public_key() != cert.public_key():
+        raise TlsError(f"the key {key_path} does not belong to the certificate {cert_path}")
+    try:
+        is_ca = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        raise TlsError(f"{ca_path} is not a CA certificate (give the ring's ca.pem)")
 
 
 class Credentials:

@@ -9,6 +9,7 @@ Only `chord.kbr.Kbr` is used to reach the overlay; nothing here does I/O of its 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,6 +64,7 @@ def check_name(name: str) -> None:
 
 
 ANY_PRINCIPAL = "*"
+_PRINCIPAL = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9._:\[\]-]*)$")
 MAX_ACL = 256  # principals in one access list
 
 
@@ -75,9 +77,12 @@ def allowed(acl: Sequence[str], principal: str) -> bool:
 
 
 def check_acl(acl: Sequence[str]) -> None:
-    if len(acl) > MAX_ACL or any(not p or len(p) > MAX_NAME for p in acl):
-        raise McastError("invalid", f"an access list holds 1 to {MAX_ACL} names of 1 to "
-                                    f"{MAX_NAME} bytes")
+    """At most MAX_ACL names, each a principal's name (as certificates carry them) or "*"."""
+    if len(acl) > MAX_ACL or any(not p or len(p) > MAX_NAME or not _PRINCIPAL.match(p)
+                                 for p in acl):
+        raise McastError("invalid", f"an access list holds up to {MAX_ACL} principal names "
+                                    f"(letters, digits, . _ - : [ ], up to {MAX_NAME} bytes) "
+                                    f"or '*'")
 
 
 def check_payload(payload: bytes) -> None:

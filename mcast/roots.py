@@ -18,6 +18,7 @@ from chord.state import NodeRef
 from chordcast.v1 import mcast_pb2 as mpb
 from mcast.children import Children
 from mcast.core import (
+    MAX_NAME,
     McastError,
     ScribeCore,
     allowed,
@@ -194,6 +195,9 @@ class Roots:
         token = f"{core.rng.getrandbits(128):032x}"
         check_acl(op.publishers)
         check_acl(op.subscribers)
+        if len(op.creator.encode()) > MAX_NAME or len(op.owner.encode()) > MAX_NAME:
+            return reply(error=f"creator and owner names are at most {MAX_NAME} bytes",
+                         code="invalid")
         record = mpb.GroupRecord(name=op.name, creator=op.creator, created_ms=core.now_ms(),
                                  token_hash=hashlib.sha256(token.encode()).digest(),
                                  archive=op.archive or core.config.archive, owner=op.owner,

@@ -37,6 +37,7 @@ from chordcast.v1 import mcast_pb2 as mpb
 from mcast.children import Children
 from mcast.core import (
     APP,
+    MAX_NAME,
     MAX_PAYLOAD,
     ONE_HOP_OPS,
     McastError,
@@ -190,6 +191,8 @@ class Scribe:
         check_name(name)
         check_acl(publishers)
         check_acl(subscribers)
+        if len(creator.encode()) > MAX_NAME:
+            raise McastError("invalid", f"a creator name is at most {MAX_NAME} bytes")
         answer, root = await self._core.route(name, mpb.McastRouted(create=mpb.CreateOp(
             name=name, creator=creator or self.me.address, archive=self.config.archive,
             owner=owner, publishers=publishers, subscribers=subscribers)))

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from chord.ids import MAX_BITS, MIN_BITS
 from chordcast.address import split_address
 from chordcast.client import Client
-from chordcast.tls import TlsConfig, TlsError
+from chordcast.tls import TlsConfig
 
 T = TypeVar("T")
 Command = Callable[[argparse.Namespace], int]
@@ -109,7 +109,4 @@ def add_tls_options(parser: argparse.ArgumentParser, what: str) -> None:
 
 def tls_config(args: argparse.Namespace) -> TlsConfig | None:
     """The TLS files given on the command line or in the environment (None: no TLS)."""
-    try:
-        return TlsConfig.from_options(args.tls_cert, args.tls_key, args.tls_ca)
-    except TlsError as exc:
-        raise UsageError(str(exc)) from None
+    return TlsConfig.from_options(args.tls_cert, args.tls_key, args.tls_ca)

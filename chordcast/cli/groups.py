@@ -51,7 +51,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         print_json({"group": g.group, "group_id": g.group_id, "root": g.root, "token": g.token})
     else:
         print(f"created group {g.group!r} (id {g.group_id[:12]}…) with root {g.root}")
-        print(f"token (needed to destroy it): {g.token}")
+        print(f"token (destroys it; on a TLS ring the creator's certificate does too): "
+              f"{g.token}")
     return 0
 
 
@@ -235,7 +236,9 @@ def register(sub: Any) -> None:
     p.add_argument("--member", required=True)
     p = client_cmd(gsub, "destroy", cmd_destroy, "destroy a group (creator only)")
     p.add_argument("name")
-    p.add_argument("--token", required=True)
+    p.add_argument("--token", default="",
+                   help="the token `group create` printed (not needed by the creator's "
+                        "certificate on a TLS ring)")
     p = client_cmd(gsub, "info", cmd_info, "a group's root, members and depth")
     p.add_argument("name")
     client_cmd(gsub, "list", cmd_list, "every group in the ring")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from chordcast.cli import certs, cluster, groups, node, ring, sim, storage
 from chordcast.cli.common import UsageError, at_least
 from chordcast.results import ClientError
+from chordcast.tls import TlsError
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except UsageError as exc:
         parser.error(str(exc))
-    except ClientError as exc:
+    except (ClientError, TlsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 MODES = ("broadcast", "multicast", "none")
 
 
+MAX_KEY_FILE = 4096
+
+
 @dataclass(frozen=True)
 class DiscoveryConfig:
     mode: str = "broadcast"
@@ -48,20 +51,25 @@ class DiscoveryConfig:
 
 
 def read_key_file(path: str) -> tuple[bytes, ...]:
-    """The keyring in a key file: one key per line, the primary (the one that signs) first;
-    every key is accepted. One line is one key, as before."""
+    """The key, or keyring, in a key file. A text file of several lines is a keyring: one
+    key per line, the primary (the one that signs) first, every one accepted. Anything else
+    is one key, whatever bytes it holds (as before keyrings: a random binary key may hold
+    line breaks)."""
     try:
         with open(path, "rb") as f:
-            text = f.read(4096)
+            data = f.read(MAX_KEY_FILE + 1)
     except OSError as exc:
         raise net.DiscoveryConfigError(f"cannot read cluster key {path}: {exc.strerror}") from None
-    keys = tuple(k.strip() for k in text.splitlines() if k.strip())
-    if not keys:
-        raise net.DiscoveryConfigError(f"no cluster key in {path}")
+    if len(data) > MAX_KEY_FILE:
+        raise net.DiscoveryConfigError(f"cluster key file {path} is larger than "
+                                       f"{MAX_KEY_FILE} bytes")
+    lines = [line.strip() for line in data.splitlines() if line.strip()]
+    text = all(line.isascii() and line.decode().isprintable() for line in lines)
+    keys = tuple(lines) if len(lines) > 1 and text else (data.strip(),)
     for n, key in enumerate(keys, 1):
         if len(key) < 16:
-            raise net.DiscoveryConfigError(f"cluster key {n} in {path} is shorter than 16 "
-                                           f"bytes")
+            which = f"key {n} in {path}" if len(keys) > 1 else f"the cluster key in {path}"
+            raise net.DiscoveryConfigError(f"{which} is shorter than 16 bytes")
     return keys
 
 

@@ -120,7 +120,8 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
         self.streams = streams
         self.observe = observe
         self.methods: link.Methods = {"Send": (mpb.SendRequest, self.send)}
-        self._streams: dict[tuple[str, str], list[tuple[Member, _MemberStream]]] = {}
+        # (group, member name) -> the streams attached under it, with who attached them
+        self._streams: dict[tuple[str, str], list[tuple[Member, _MemberStream, str]]] = {}
 
     async def _check(self, context: grpc.aio.ServicerContext) -> None:
         if not self.ready():
@@ -138,7 +139,7 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
                                 "are no identities to check")
         try:
             token, root = await self.scribe.create(
-                request.name, request.creator or who, owner=who,
+                request.name, who or request.creator, owner=who,
                 publishers=request.publishers, subscribers=request.subscribers)
         except McastError as exc:
             await _abort(context, exc)
@@ -151,16 +152,17 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
                    ) -> AsyncIterator[mpb.GroupEvent]:
         await self._check(context)
         stream = _MemberStream(self.queue_bytes)
+        who = acl_name(caller(context))
         try:
             member, start = await self.scribe.join(
                 request.name, stream.offer, member=request.member,
-                resume_after=request.last_seq if request.resume else None,
-                principal=acl_name(caller(context)))
+                resume_after=request.last_seq if request.resume else None, principal=who)
         except McastError as exc:
             await _abort(context, exc)
         stream.given = start
         key = (request.name, member.name)
-        self._streams.setdefault(key, []).append((member, stream))
+        entry = (member, stream, who)
+        self._streams.setdefault(key, []).append(entry)
         try:
             yield mpb.GroupEvent(kind=mpb.GroupEvent.JOINED, group=request.name, seq=start)
             while True:
@@ -179,16 +181,20 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
                     return
         finally:
             entries = self._streams.get(key, [])
-            if (member, stream) in entries:
-                entries.remove((member, stream))
+            if entry in entries:
+                entries.remove(entry)
             if not entries:
                 self._streams.pop(key, None)
             await self.scribe.leave(request.name, member)
 
     async def Leave(self, request: mpb.LeaveGroupRequest, context: Any) -> mpb.LeaveGroupReply:
         # A copy: each stream's own cleanup empties the live list while we wait below.
-        entries = list(self._streams.get((request.name, request.member), []))
-        for member, stream in entries:
+        who = acl_name(caller(context))
+        # On a TLS ring, only the streams the caller attached itself: a member is not
+        # anyone's to end.
+        entries = [e for e in self._streams.get((request.name, request.member), [])
+                   if not who or e[2] == who]
+        for member, stream, _ in entries:
             stream.leave()
             await self.scribe.leave(request.name, member)
         return mpb.LeaveGroupReply(left=len(entries))
@@ -262,7 +268,8 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
                         ) -> mpb.BroadcastReply:
         await self._check(context)
         try:
-            await self.scribe.broadcast(request.payload, request.sender)
+            await self.scribe.broadcast(request.payload,
+                                        acl_name(caller(context)) or request.sender)
         except McastError as exc:
             await _abort(context, exc)
         return mpb.BroadcastReply()
@@ -270,7 +277,8 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
     async def Unicast(self, request: mpb.UnicastRequest, context: Any) -> mpb.UnicastReply:
         await self._check(context)
         try:
-            owner = await self.scribe.unicast(request.key, request.payload, request.sender)
+            owner = await self.scribe.unicast(request.key, request.payload,
+                                              acl_name(caller(context)) or request.sender)
         except McastError as exc:
             await _abort(context, exc)
         return mpb.UnicastReply(owner=self._pb(owner))

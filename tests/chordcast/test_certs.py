@@ -99,3 +99,25 @@ def test_tls_files_come_whole_or_not_at_all(tmp_path: Path) -> None:
     with pytest.raises(TlsError, match="not a PEM file"):
         TlsConfig.from_options(str(tmp_path / "junk.pem"), str(issued.key),
                                str(tmp_path / "ca.pem"), environ={})
+
+
+def test_tls_files_must_fit_together(tmp_path: Path) -> None:
+    certs.init_ca(tmp_path)
+    alice, bob = certs.issue_client(tmp_path, "alice"), certs.issue_client(tmp_path, "bob")
+    ca = str(tmp_path / "ca.pem")
+    with pytest.raises(TlsError, match="does not belong to the certificate"):
+        TlsConfig.from_options(str(alice.cert), str(bob.key), ca, environ={})
+    with pytest.raises(TlsError, match="not a CA certificate"):
+        TlsConfig.from_options(str(alice.cert), str(alice.key), str(bob.cert), environ={})
+    # Flags and variables are never mixed (one certificate with another's key).
+    env = {"CHORDCAST_TLS_KEY": str(bob.key), "CHORDCAST_TLS_CA": ca}
+    with pytest.raises(TlsError, match="missing --tls-key"):
+        TlsConfig.from_options(str(alice.cert), None, ca, environ=env)
+
+
+def test_no_two_addresses_share_a_certificate_name() -> None:
+    spellings = ["my.host:7000", "my-host:7000", "my_host:7000", "10.0.0.1:7000",
+                 "[::10.0.0.1]:7000", "10.0.0.1:7001", "[::1]:7000", "localhost:7000"]
+    names = {node_name(a) for a in spellings}
+    assert len(names) == len(spellings)
+    assert all(len(label) <= 63 for n in names for label in n.split("."))

@@ -318,11 +318,19 @@ def test_group_access_lists_hold_whichever_node_a_caller_goes_through(
             assert refused.value.code == "PERMISSION_DENIED"
             assert "permission denied: bob may not send to 'acl'" in str(refused.value)
             await sender.close()
+        # A member is not anyone's to end: carol cannot detach bob's, bob can.
+        named = bob.join("acl", member="bobs")
+        await named.open()
+        carol = await as_(pki.carol, nodes[1])
+        assert await carol.detach("acl", "bobs") == 0
+        await carol.close()
+        assert await bob.detach("acl", "bobs") == 1
         # alice's message reaches bob, with the sender her certificate names (not a claim).
         seq = await alice.send("acl", b"hello", sender="someone-else")
         got = await asyncio.wait_for(sub.__anext__(), 10)
         assert (got.seq, got.payload, got.sender) == (seq, b"hello", "alice")
         await sub.close()
+        await named.close()
         # Destroy: not bob; alice by her certificate, without the token.
         with pytest.raises(ClientError) as no_destroy:
             await bob.destroy("acl", "")

@@ -177,6 +177,13 @@ def test_a_keyring_rotates_the_cluster_key_without_a_split(tmp_path: Path) -> No
     ring = tmp_path / "cluster.key"
     ring.write_bytes(b"n" * 32 + b"\n" + b"o" * 32 + b"\n")
     assert read_key_file(str(ring)) == (new, old)
-    ring.write_bytes(b"n" * 32 + b"\nshort\n")
+    ring.write_bytes(b"n" * 32 + b"\nshort-but-text\n")
     with pytest.raises(DiscoveryConfigError, match=r"key 2 .* shorter than 16"):
+        read_key_file(str(ring))
+    # A binary key file (any bytes, line breaks included) is still one key, as before.
+    binary = bytes(range(256))[:40]
+    ring.write_bytes(binary)
+    assert read_key_file(str(ring)) == (binary.strip(),)
+    ring.write_bytes(b"k" * 5000)
+    with pytest.raises(DiscoveryConfigError, match="larger than 4096"):
         read_key_file(str(ring))
