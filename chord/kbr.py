@@ -8,8 +8,11 @@ Applications (DHT storage, multicast) register under a name and get `route`, `se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Coroutine, Iterator
 from typing import Any, NamedTuple, Protocol
+
+from google.protobuf.message import DecodeError
 
 from chord.ids import IdSpace
 from chord.ports import Clock, InvalidRequest, Observer
@@ -203,17 +206,30 @@ class Kbr:
             raise InvalidRequest(f"no application {name!r} on this node")
         return app
 
+    # An application's message that does not parse came from a peer that sent garbage: a
+    # refusal (InvalidRequest), never a crash of the handler.
     async def forward(
         self, key: int, app: str, payload: bytes, prev_hop: NodeRef | None, next_hop: NodeRef
     ) -> Forward:
-        return await self._app(app).forward(key, payload, prev_hop, next_hop)
+        with _parsing(app):
+            return await self._app(app).forward(key, payload, prev_hop, next_hop)
 
     async def deliver(self, key: int, app: str, payload: bytes, origin: NodeRef) -> bytes:
-        return await self._app(app).deliver(key, payload, origin)
+        with _parsing(app):
+            return await self._app(app).deliver(key, payload, origin)
 
     async def direct(self, app: str, payload: bytes, sender: NodeRef) -> bytes:
-        return await self._app(app).direct(payload, sender)
+        with _parsing(app):
+            return await self._app(app).direct(payload, sender)
 
     def update(self, change: NeighborChange) -> None:
         for app in self.apps.values():
             app.update(change)
+
+
+@contextlib.contextmanager
+def _parsing(app: str) -> Iterator[None]:
+    try:
+        yield
+    except DecodeError as exc:
+        raise InvalidRequest(f"malformed {app} message: {exc}") from None

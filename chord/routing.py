@@ -331,6 +331,9 @@ class Routing:
         node = self.node
         try:
             await node.upcalls.direct(app, payload, origin)
+        except InvalidRequest as exc:  # refused here (e.g. no such application): said once
+            log.warning("broadcast from %s refused on %s: %s", origin.address,
+                        node.me.address, exc)
         except Exception:
             log.exception("broadcast delivery to %s failed on %s", app, node.me.address)
         targets = sorted(

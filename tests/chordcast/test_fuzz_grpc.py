@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from chordcast.blocking import BlockingClient
 from chordcast.localring import LocalRing
-from chordcast.v1 import chord_pb2, client_pb2, link_pb2, mcast_pb2
+from chordcast.v1 import chord_pb2, client_pb2, link_pb2, mcast_pb2, storage_pb2
 
 pytestmark = pytest.mark.slow
 
@@ -163,6 +163,36 @@ def test_every_stream_answers_bad_frames_with_a_status(
                 assert grpc.StatusCode.INTERNAL.value[0] != frame.code, (path, frame.detail)
     except grpc.RpcError as exc:
         assert exc.code() not in CRASHED, (path, exc.details())
+
+
+# What the applications on KBR take from peers, inside AppCall, Route, Resolve and Spread.
+APP_MESSAGES = {"scribe": [mcast_pb2.McastDirect, mcast_pb2.McastRouted],
+                "storage": [storage_pb2.StorageSync, storage_pb2.StorageRequest]}
+
+
+@FUZZ
+@given(data=st.data())
+def test_application_messages_from_a_peer_are_refused_not_crashed_on(
+        target: tuple[LocalRing, grpc.Channel], data: st.DataObject) -> None:
+    ring, channel = target
+    app = data.draw(st.sampled_from(sorted(APP_MESSAGES)))
+    cls = data.draw(st.sampled_from(APP_MESSAGES[app]))
+    payload = data.draw(st.one_of(st.binary(max_size=200), message(cls.DESCRIPTOR).map(
+        lambda v: build(cls.DESCRIPTOR, v).SerializeToString())))
+    peer = chord_pb2.Node(address=data.draw(st.sampled_from(
+        [n.address for n in ring.live()] + ["127.0.0.1:1", "", "garbage"])))
+    key = data.draw(st.binary(min_size=20, max_size=20))
+    requests = {
+        "AppCall": chord_pb2.AppCallRequest(app=app, payload=payload, sender=peer),
+        "Resolve": chord_pb2.ResolveRequest(key=key, app=app, payload=payload, origin=peer),
+        "Spread": chord_pb2.SpreadRequest(app=app, payload=payload, origin=peer, limit=key),
+        "Route": chord_pb2.RouteRequest(request_id=1, key=key, app=app, payload=payload,
+                                        origin=peer, budget_ms=500),
+    }
+    method = data.draw(st.sampled_from(sorted(requests)))
+    code = _unary(channel, f"/chordcast.v1.Chord/{method}",
+                  requests[method].SerializeToString())
+    assert code not in CRASHED, (method, app, payload[:80], code)
 
 
 @FUZZ

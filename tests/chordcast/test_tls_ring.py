@@ -352,3 +352,50 @@ def test_group_access_lists_hold_whichever_node_a_caller_goes_through(
     assert refused.returncode == 1
     lines = [ln for ln in refused.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "permission denied: bob may not send to 'cli-acl'" in lines[0]
+
+
+def test_a_ca_signed_certificate_without_a_chordcast_identity_is_unauthenticated(
+        tls_ring: tuple[LocalRing, Pki]) -> None:
+    """gRPC lets in any certificate the CA signed; one that names no chordcast principal
+    (issued by other tooling with the same CA) is refused on every service."""
+    ring, pki = tls_ring
+    target = ring.live()[3]
+    anonymous = _issue_without_identity(pki)
+    before = refusals(target).get("no_identity", 0)
+    assert refusal(target.address, anonymous, "Ping", pb.PingRequest()) == \
+        grpc.StatusCode.UNAUTHENTICATED
+
+    async def as_client() -> None:
+        async with Client(target.address, tls=anonymous) as c:
+            await c.node_info()
+
+    with pytest.raises(ClientError) as err:
+        asyncio.run(as_client())
+    assert err.value.code == "UNAUTHENTICATED"
+    assert refusals(target)["no_identity"] >= before + 2
+
+
+def _issue_without_identity(pki: Pki) -> TlsConfig:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((pki.dir / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "anonymous")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .sign(ca_key, hashes.SHA256()))
+    cert_path, key_path = pki.dir / "anonymous.pem", pki.dir / "anonymous.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return TlsConfig(cert_path, key_path, pki.ca)
