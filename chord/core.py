@@ -71,6 +71,7 @@ class NodeCore:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         observer: Observer | None = None,
+        secure_rng: random.Random | None = None,
     ) -> None:
         self.space = space
         self.config = config or NodeConfig()
@@ -80,6 +81,10 @@ class NodeCore:
         self.transport = transport
         self.clock = clock or Clock()
         self.rng = rng or random.Random()
+        # Numbers a peer must not guess (route request ids): the OS's entropy in a real node
+        # (random.SystemRandom); the simulator's seeded rng there, so runs stay reproducible.
+        # Kept apart from `rng`, which draws often (jitter, gossip samples) and may be cheap.
+        self.secure_rng = secure_rng or self.rng
         self.observer = observer or Observer()
         self.cache = LocationCache(space, self.me, self.config.location_cache, self.rng)
         self.upcalls: Upcalls = _NoApps()

@@ -50,8 +50,9 @@ class ChordNode(NodeCore):
         clock: Clock | None = None,
         rng: random.Random | None = None,
         observer: Observer | None = None,
+        secure_rng: random.Random | None = None,
     ) -> None:
-        super().__init__(space, address, transport, config, clock, rng, observer)
+        super().__init__(space, address, transport, config, clock, rng, observer, secure_rng)
         self._watches: dict[str, asyncio.Task[Any]] = {}  # neighbour address -> its watch
         self.routing = Routing(self)
         self.maintenance = Maintenance(self, self.routing)

@@ -168,9 +168,9 @@ class Routing:
         node = self.node
         # Drawn, not counted: a node that could guess another's request ids could answer
         # its routes with forged results (a real node's rng draws from the OS).
-        rid = node.rng.getrandbits(63) or 1
+        rid = node.secure_rng.getrandbits(63) or 1
         while rid in self._pending:
-            rid = node.rng.getrandbits(63) or 1
+            rid = node.secure_rng.getrandbits(63) or 1
         fut: asyncio.Future[pb.RouteResultRequest] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         timeout = node.config.lookup_timeout

@@ -24,10 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chordcast.address import split_address
-from chordcast.tls import CLIENT, NODE, identity_uri, node_name
+from chordcast.tls import CA_DAYS, CLIENT, LEAF_DAYS, NODE, identity_uri, node_name
 
-CA_DAYS = 3650
-LEAF_DAYS = 365
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # valid a little before now: peers' clocks differ
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
-from cryptography import x509
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -123,9 +122,9 @@ class NodeServer:
         )
         if self.tls is not None:
             _check_identity(self.tls.config, advertise)
-        # The OS's entropy: request ids a peer echoes must not be guessable by another.
+        # The OS's entropy for request ids a peer echoes (no other may guess them).
         self.node = ChordNode(self.space, advertise, self.transport, config,
-                              rng=random.SystemRandom(), observer=self.metrics)
+                              observer=self.metrics, secure_rng=random.SystemRandom())
         self.kbr = Kbr(self.node)
         self.storage = Storage(self.kbr, replicas=opts.replicas)
         # Destroy tokens and message ids from the OS's entropy (as `secrets` draws them); the
@@ -241,6 +240,8 @@ class NodeServer:
 
 def _check_identity(tls: TlsConfig, advertise: str) -> None:
     """A node serves only as the address its certificate was issued for."""
+    from cryptography import x509  # (only with TLS: the library costs a node ~10 MiB)
+
     cert = x509.load_pem_x509_certificate(tls.read()[0])
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

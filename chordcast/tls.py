@@ -25,6 +25,8 @@ CLIENT = "client"
 SCHEME = "chordcast://"
 ENV = {"cert": "CHORDCAST_TLS_CERT", "key": "CHORDCAST_TLS_KEY", "ca": "CHORDCAST_TLS_CA"}
 RECHECK = 1.0  # seconds between looks at the files' modification times
+CA_DAYS = 3650  # how long `chordcast certs` makes a CA, and a node or client certificate, valid
+LEAF_DAYS = 365
 
 
 def identity_uri(kind: str, name: str) -> str:

@@ -7,29 +7,41 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from chordcast.certs import CA_DAYS, LEAF_DAYS, CertError, Issued, init_ca, issue_client, issue_node
 from chordcast.cli.common import address, at_least, print_json, print_table
+from chordcast.tls import CA_DAYS, LEAF_DAYS
+
+# chordcast.certs (and the cryptography library under it, ~10 MiB) is imported only when a
+# certs command runs: every `chordcast node` process parses this module's options.
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    return _report(args, lambda: init_ca(Path(args.dir), days=args.days or CA_DAYS,
-                                         force=args.force))
+    from chordcast import certs
+
+    return _report(args, lambda: certs.init_ca(Path(args.dir), days=args.days or CA_DAYS,
+                                               force=args.force))
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    return _report(args, lambda: issue_node(Path(args.dir), args.address, name=args.name,
-                                            dns=tuple(args.dns or ()),
-                                            days=args.days or LEAF_DAYS, force=args.force))
+    from chordcast import certs
+
+    return _report(args, lambda: certs.issue_node(
+        Path(args.dir), args.address, name=args.name, dns=tuple(args.dns or ()),
+        days=args.days or LEAF_DAYS, force=args.force))
 
 
 def cmd_client(args: argparse.Namespace) -> int:
-    return _report(args, lambda: issue_client(Path(args.dir), args.name,
-                                              days=args.days or LEAF_DAYS, force=args.force))
+    from chordcast import certs
+
+    return _report(args, lambda: certs.issue_client(Path(args.dir), args.name,
+                                                    days=args.days or LEAF_DAYS,
+                                                    force=args.force))
 
 
 def _report(args: argparse.Namespace, make: Any) -> int:
+    from chordcast.certs import CertError
+
     try:
-        issued: Issued = make()
+        issued = make()
     except (CertError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
