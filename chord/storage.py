@@ -50,6 +50,10 @@ class StorageError(Exception):
     """A request that cannot be served: bad key, value too large."""
 
 
+class StorageFull(StorageError):
+    """The key's owner holds its limit of stored bytes (`max_bytes`)."""
+
+
 class StorageUnavailable(StorageError):
     """The owner of the key could not be reached (the ring may be repairing: retry)."""
 
@@ -117,9 +121,14 @@ class Storage:
     name = APP
     one_hop = True  # `forward` only passes messages on: the location cache may skip the hops
 
-    def __init__(self, kbr: Kbr, replicas: int = 3, sync_interval: float = 5.0) -> None:
+    def __init__(self, kbr: Kbr, replicas: int = 3, sync_interval: float = 5.0,
+                 max_bytes: int | None = None) -> None:
         self.kbr = kbr
         self.replicas = replicas
+        # Value bytes this node takes as the owner of new writes, at most (None: no bound).
+        # Copies from other owners are always kept (refusing them would lose replicas).
+        self.max_bytes = max_bytes
+        self._bytes = 0  # value bytes held, owned and replicas (kept as items change)
         self.sync_interval = sync_interval
         self.replica_ttl = 6 * sync_interval
         self.items: dict[str, Record] = {}
@@ -160,7 +169,7 @@ class Storage:
             if reply.refused:
                 continue
             if reply.put.error:
-                raise StorageError(reply.put.error)
+                raise (StorageFull if reply.put.full else StorageError)(reply.put.error)
             return owner, reply.put.version
         return None
 
@@ -186,7 +195,7 @@ class Storage:
             raise StorageUnavailable(f"could not reach the owner of {key!r}: {exc}") from None
         reply = spb.StorageReply.FromString(result.payload)
         if reply.error:
-            raise StorageError(reply.error)
+            raise (StorageFull if reply.full else StorageError)(reply.error)
         return reply, result.owner
 
     # ================================================================ counts (for operators)
@@ -198,7 +207,7 @@ class Storage:
 
     def stored_bytes(self) -> int:
         """Bytes of the values held here, owned and replicas."""
-        return sum(len(r.value) for r in self.items.values())
+        return self._bytes
 
     # ================================================================ upcalls
     async def forward(
@@ -215,7 +224,7 @@ class Storage:
         try:
             reply = await handler(getattr(req, op or ""))
         except StorageError as exc:
-            reply = spb.StorageReply(error=str(exc))
+            reply = spb.StorageReply(error=str(exc), full=isinstance(exc, StorageFull))
         return reply.SerializeToString()
 
     async def _owner_get(self, key: str) -> spb.StorageReply:
@@ -230,6 +239,12 @@ class Storage:
     async def _owner_put(self, item: spb.Item) -> spb.StorageReply:
         check_key(item.key)
         check_value(item.value)
+        if self.max_bytes is not None:
+            held = self.items.get(item.key)
+            grows = len(item.value) - (len(held.value) if held is not None else 0)
+            if grows > 0 and self._bytes + grows > self.max_bytes:
+                raise StorageFull(f"the owner of {item.key!r} holds its limit of "
+                                  f"{self.max_bytes} stored bytes")
         found, version = await self._write(item.key, item.value, deleted=False)
         return spb.StorageReply(found=found, version=version)
 
@@ -291,7 +306,7 @@ class Storage:
         try:
             reply = await self._owner_put(item)
         except StorageError as exc:
-            reply = spb.StorageReply(error=str(exc))
+            reply = spb.StorageReply(error=str(exc), full=isinstance(exc, StorageFull))
         return spb.StorageSyncReply(put=reply)
 
     def _on_store(self, store: spb.ItemBatch) -> spb.StorageSyncReply:
@@ -386,7 +401,7 @@ class Storage:
         cutoff = self.kbr.clock.now() - self.replica_ttl
         for key in [k for k, r in self.items.items() if not self.kbr.owns(r.key_id)
                     and r.touched < cutoff]:
-            del self.items[key]
+            self._bytes -= len(self.items.pop(key).value)
 
     async def _sync_with(self, node: NodeRef, digest: bytes, keys: set[str]) -> None:
         try:
@@ -411,6 +426,7 @@ class Storage:
         """Hold `new` unless we hold a copy that ranks higher (equal: just confirm ours)."""
         rec = self.items.get(new.key)
         if rec is None or new.rank > rec.rank:
+            self._bytes += len(new.value) - (len(rec.value) if rec is not None else 0)
             self.items[new.key] = new
         elif new.rank == rec.rank:
             rec.touched = new.touched

@@ -70,6 +70,7 @@ class NodeOptions:
     metrics_host: str | None = None  # default: the listen host
     tls: TlsConfig | None = None  # mutual TLS with these files; None: no authentication
     max_calls: int = 20_000  # calls and streams served at once (member streams count)
+    max_stored_bytes: int | None = 1 << 30  # value bytes taken as owner of new writes
     # A plaintext port that serves grpc.health.v1 only (on the metrics host): probes that
     # cannot present a client certificate (kubelet's gRPC probe) still see the node's health.
     health_port: int | None = None
@@ -126,7 +127,8 @@ class NodeServer:
         self.node = ChordNode(self.space, advertise, self.transport, config,
                               observer=self.metrics, secure_rng=random.SystemRandom())
         self.kbr = Kbr(self.node)
-        self.storage = Storage(self.kbr, replicas=opts.replicas)
+        self.storage = Storage(self.kbr, replicas=opts.replicas,
+                               max_bytes=opts.max_stored_bytes)
         # Destroy tokens and message ids from the OS's entropy (as `secrets` draws them); the
         # protocol takes any rng, so the simulator stays reproducible with a seeded one.
         self.scribe = Scribe(self.kbr, opts.scribe, random.SystemRandom())

@@ -54,6 +54,7 @@ def cmd_node(args: argparse.Namespace) -> int:
                             parent_timeout=args.parent_timeout, max_groups=args.max_groups,
                             max_members=args.max_members),
         max_calls=args.max_calls, health_port=args.health_port,
+        max_stored_bytes=args.max_stored_bytes,
         member_buffer=args.member_buffer,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
         tls=tls,
@@ -193,6 +194,9 @@ def register(sub: Any) -> None:
                            "create is RESOURCE_EXHAUSTED")
     node.add_argument("--max-members", type=at_least(int, 1), default=10_000, metavar="N",
                       help="subscribers attached to this node (default 10000)")
+    node.add_argument("--max-stored-bytes", type=at_least(int, 1), default=1 << 30,
+                      metavar="BYTES", help="value bytes this node holds before it refuses "
+                      "new writes as their owner (default 1 GiB; RESOURCE_EXHAUSTED)")
     node.add_argument("--max-calls", type=at_least(int, 16), default=20_000, metavar="N",
                       help="calls and streams served at once (default 20000); past it gRPC "
                            "answers RESOURCE_EXHAUSTED")

@@ -16,7 +16,7 @@ import grpc
 from chord.ids import IdError
 from chord.kbr import LookupFailed
 from chord.node import ChordNode
-from chord.storage import Storage, StorageError, StorageUnavailable
+from chord.storage import Storage, StorageError, StorageFull, StorageUnavailable
 from chord.wire import node_to_pb, nodes_to_pb
 from chordcast import link
 from chordcast.transport import RpcObserver, served_by
@@ -131,5 +131,6 @@ class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
 
 def _storage_refusal(exc: StorageError) -> link.Refusal:
     code = (grpc.StatusCode.UNAVAILABLE if isinstance(exc, StorageUnavailable)
+            else grpc.StatusCode.RESOURCE_EXHAUSTED if isinstance(exc, StorageFull)
             else grpc.StatusCode.INVALID_ARGUMENT)
     return link.Refusal(code, str(exc))

@@ -31,16 +31,18 @@ class StorageRequest(_message.Message):
     def __init__(self, put: _Optional[_Union[Item, _Mapping]] = ..., get: _Optional[str] = ..., delete: _Optional[str] = ..., locate: _Optional[str] = ...) -> None: ...
 
 class StorageReply(_message.Message):
-    __slots__ = ("found", "item", "error", "version")
+    __slots__ = ("found", "item", "error", "version", "full")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    FULL_FIELD_NUMBER: _ClassVar[int]
     found: bool
     item: Item
     error: str
     version: int
-    def __init__(self, found: _Optional[bool] = ..., item: _Optional[_Union[Item, _Mapping]] = ..., error: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    full: bool
+    def __init__(self, found: _Optional[bool] = ..., item: _Optional[_Union[Item, _Mapping]] = ..., error: _Optional[str] = ..., version: _Optional[int] = ..., full: _Optional[bool] = ...) -> None: ...
 
 class StorageSync(_message.Message):
     __slots__ = ("store", "digest", "fetch", "put")

@@ -19,6 +19,7 @@ from chord.storage import (
     GetResult,
     Storage,
     StorageError,
+    StorageFull,
     value_hash,
 )
 from chordcast.v1 import storage_pb2 as spb
@@ -402,5 +403,33 @@ def test_copies_with_one_version_and_different_values_converge(run_virtual) -> N
         assert next(iter(copies(ring, "ahead").values())) == (2, b"other")
         assert (await st.get("ahead")).value == b"other"
         await ring.stop()
+
+    run_virtual(scenario())
+
+
+def test_an_owner_refuses_new_bytes_past_its_limit_and_counts_what_it_holds(
+        run_virtual) -> None:
+    async def scenario() -> None:
+        ring = SimRing(config=CONFIG, seed=22, replicas=1, sync_interval=2.0)
+        await ring.grow(4)
+        assert await ring.converge()
+        for sim in ring.nodes.values():
+            sim.storage.max_bytes = 3000  # an owner takes ~3 values of 1,000 bytes
+        node = next(iter(ring.nodes.values())).storage
+        stored: dict[str, bytes] = {}
+        with pytest.raises(StorageFull, match="limit of 3000 stored bytes"):
+            for i in range(100):
+                await node.put(f"big{i}", bytes([i]) * 1000)
+                stored[f"big{i}"] = bytes([i]) * 1000
+        assert 4 <= len(stored) < 100  # some owner filled up; the others took theirs
+        await assert_all_readable(ring, stored)
+        # A write that does not grow the owner's bytes still goes (an overwrite, a delete).
+        key = next(iter(stored))
+        await node.put(key, b"small")
+        await node.delete(next(k for k in stored if k != key))
+        # The running count is what a full recount gives, on every node.
+        for sim in ring.nodes.values():
+            held = sum(len(r.value) for r in sim.storage.items.values())
+            assert sim.storage.stored_bytes() == held
 
     run_virtual(scenario())
