@@ -39,7 +39,6 @@ CLAIMS: dict[str, Callable[[Any], list[str]]] = {
     "LeaveNotice": lambda r: [r.leaving.address],
     "AppCall": lambda r: [r.sender.address],
     "Resolve": lambda r: [r.origin.address],
-    "Spread": lambda r: [],
 }
 
 Refused = Callable[[str], None]  # counts one refusal by reason

@@ -259,7 +259,7 @@ class Repair:
                 jobs.append(self.prune_if_idle(g))
             elif g.is_root:
                 if g.missing() is not None:
-                    jobs.append(self.repair_gap(g))
+                    self.repair_soon(g)  # (one repair at a time, whoever saw the hole)
             elif not g.rejoining:
                 jobs.append(self._refresh(g))
         await asyncio.gather(*jobs)

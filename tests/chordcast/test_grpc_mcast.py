@@ -245,7 +245,7 @@ async def test_64_messages_of_1_mib_in_flight_reach_every_member_once() -> None:
     """Batches on every path (client session, root to replicas, parent to child, access node
     to member) stay under gRPC's message limit however much is in flight. Its own ring with the
     default timeouts: under this load the module ring's 0.5 s RPC timeout takes busy nodes for
-    dead, and the group's root moves while messages are in flight (see the closing note)."""
+    dead, and the group's root moves while messages are in flight."""
     bulk = LocalRing(extra_args=["--max-children", "1"])
     with bulk.running(5):
         addresses = [n.address for n in bulk.live()]

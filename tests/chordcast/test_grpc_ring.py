@@ -186,6 +186,6 @@ def test_a_node_restarted_at_its_old_address_rejoins_at_once() -> None:
         address = node.address
         for _ in range(3):
             ring.kill(node)
-            time.sleep(2.5)  # the others notice, and their channels back off
+            ring.wait_converged(timeout=30)  # the others notice; their channels back off
             node = ring.wait_ready(ring.spawn(join=[seed], listen=address), timeout=15)
             ring.wait_converged(timeout=30)

@@ -9,16 +9,12 @@ from __future__ import annotations
 import pytest
 
 from chord.node import NodeConfig
-from chord.sim.ring import SimNode, SimRing
 from mcast.core import allowed
-from mcast.scribe import McastError, Scribe, ScribeConfig
+from mcast.scribe import McastError, ScribeConfig
 from mcast.tree import MESSAGE, Event
+from tests.mcast.rings import scribe, scribe_ring
 
 CONFIG = NodeConfig(successors=4, stabilize_interval=0.5, rpc_timeout=0.5)
-
-
-def scribe(sim: SimNode) -> Scribe:
-    return sim.apps["scribe"]
 
 
 def test_who_an_access_list_lets_in() -> None:
@@ -30,8 +26,7 @@ def test_who_an_access_list_lets_in() -> None:
 
 def test_the_root_and_the_access_nodes_enforce_a_groups_access_lists(run_virtual) -> None:
     async def scenario() -> None:
-        ring = SimRing(config=CONFIG, seed=5, app_factories={
-            "scribe": lambda kbr, rng: Scribe(kbr, ScribeConfig(parent_timeout=3.0), rng)})
+        ring = scribe_ring(CONFIG, 5, ScribeConfig(parent_timeout=3.0))
         await ring.grow(8)
         assert await ring.converge()
         sims = sorted(ring.nodes.values(), key=lambda s: s.node.me.address)
@@ -84,8 +79,7 @@ def test_the_root_and_the_access_nodes_enforce_a_groups_access_lists(run_virtual
 def test_a_node_bounds_the_groups_it_roots_and_the_members_it_holds(run_virtual) -> None:
     async def scenario() -> None:
         config = ScribeConfig(parent_timeout=3.0, max_groups=3, max_members=2)
-        ring = SimRing(config=CONFIG, seed=6, app_factories={
-            "scribe": lambda kbr, rng: Scribe(kbr, config, rng)})
+        ring = scribe_ring(CONFIG, 6, config)
         await ring.grow(1)  # one node: it is the root of everything
         node = scribe(next(iter(ring.nodes.values())))
         for i in range(3):

@@ -10,18 +10,14 @@ import pytest
 from chord.node import NodeConfig
 from chord.sim.ring import SimNode, SimRing
 from chordcast.v1 import mcast_pb2 as mpb
-from mcast.scribe import McastError, Scribe, ScribeConfig
+from mcast.scribe import McastError, ScribeConfig
+from tests.mcast.rings import scribe, scribe_ring
 
 CONFIG = NodeConfig(successors=4, stabilize_interval=0.5, rpc_timeout=0.5)
 
 
-def scribe(sim: SimNode) -> Scribe:
-    return sim.apps["scribe"]
-
-
 async def ring_with_group() -> tuple[SimRing, list[SimNode]]:
-    ring = SimRing(config=CONFIG, seed=9, app_factories={
-        "scribe": lambda kbr, rng: Scribe(kbr, ScribeConfig(parent_timeout=3.0), rng)})
+    ring = scribe_ring(CONFIG, 9, ScribeConfig(parent_timeout=3.0))
     await ring.grow(20)
     assert await ring.converge()
     await asyncio.sleep(10)  # fingers settle: the cancel points below are placed on this ring
@@ -76,13 +72,14 @@ def test_a_join_retried_past_a_dead_next_hop_goes_on_instead_of_stopping_here(
     hop: the retry must go on through the live one (and hang us from it), not stop here."""
 
     async def scenario() -> None:
-        _, sims = await ring_with_group()
+        ring, sims = await ring_with_group()
         root = next(s for s in sims if "g" in scribe(s).roots)
         node, child, dead, live = [s for s in sims if s is not root and not scribe(s).roles()
                                    ][:4]
         join = mpb.McastRouted(join=mpb.JoinOp(name="g", child=scribe(child)._core.pb(
             child.node.me)))
         payload = join.SerializeToString()
+        await ring.crash(dead.node.me.address)  # (not yet noticed by `node`)
         first = await scribe(node).forward(0, payload, None, dead.node.me)
         assert not first.stop
         retry = await scribe(node).forward(0, payload, None, live.node.me)

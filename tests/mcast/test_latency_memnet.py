@@ -8,46 +8,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
 
 from chord.node import NodeConfig
-from chord.ports import Observer
 from chord.sim.ring import SimNode, SimRing
-from mcast.scribe import Scribe, ScribeConfig
+from mcast.scribe import ScribeConfig
 from mcast.tree import MESSAGE, Event
+from tests.mcast.rings import Counted, grown_with_full_caches, scribe, scribe_ring, settled
 
 LINK = 0.005  # the in-memory network's fixed one-way latency
 SLACK = 0.002  # the stamp's millisecond resolution, and nothing else
 CONFIG = NodeConfig(successors=4, stabilize_interval=0.5, rpc_timeout=0.5, location_cache=256)
-
-
-class Counted(Observer):
-    def __init__(self) -> None:
-        self.events: Counter[str] = Counter()
-
-    def mcast(self, event: str, count: int = 1) -> None:
-        self.events[event] += count
-
-
-def scribe(sim: SimNode) -> Scribe:
-    return sim.apps["scribe"]
-
-
-async def settled(snapshot: Callable[[], object], hold: float, timeout: float) -> bool:
-    """Advance (virtual) time until `snapshot()` has not changed for `hold` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    last, since = snapshot(), loop.time()
-    while loop.time() - since < hold:
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-        now = snapshot()
-        if now != last:
-            last, since = now, loop.time()
-    return True
 
 
 def depth_of(ring: SimRing, sim: SimNode, group: str) -> int:
@@ -66,15 +38,9 @@ def test_every_message_reaches_every_member_within_its_depth_plus_two_links(
     async def scenario() -> tuple[int, Counter[str]]:
         observer = Counted()
         # One child per node: the members' branches become chains as deep as the tree gets.
-        ring = SimRing(config=CONFIG, seed=members, observer=observer, app_factories={
-            "scribe": lambda kbr, rng: Scribe(kbr, ScribeConfig(max_children=1,
-                                                                 parent_timeout=3.0), rng)})
-        await ring.grow(24)
-        assert await ring.converge()
-        # Location caches full: the sends' one-hop routes are not what this test measures.
-        assert await ring.wait_for(
-            lambda: all(len(s.node.cache) == 23 for s in ring.nodes.values()), 60, step=0.5)
-        sims = sorted(ring.nodes.values(), key=lambda s: s.node.me.address)
+        ring = scribe_ring(CONFIG, members, ScribeConfig(max_children=1, parent_timeout=3.0),
+                           observer)
+        sims = await grown_with_full_caches(ring, 24)
         sender = sims[0]
         await scribe(sender).create("g")
         arrivals: dict[str, list[tuple[int, float]]] = {}

@@ -9,17 +9,13 @@ import asyncio
 
 from chord.node import NodeConfig
 from chord.ports import MAX_MESSAGE_BYTES
-from chord.sim.ring import SimNode, SimRing
 from mcast.core import MAX_PAYLOAD
-from mcast.scribe import Scribe, ScribeConfig
+from mcast.scribe import ScribeConfig
 from mcast.tree import MESSAGE, Event
+from tests.mcast.rings import grown_with_full_caches, scribe, scribe_ring
 
 CONFIG = NodeConfig(successors=4, stabilize_interval=0.5, rpc_timeout=2.0, location_cache=64)
 MESSAGES = 64
-
-
-def scribe(sim: SimNode) -> Scribe:
-    return sim.apps["scribe"]
 
 
 def payload(i: int) -> bytes:
@@ -31,14 +27,8 @@ def test_64_messages_of_1_mib_in_flight_then_a_root_crash_and_a_full_resume(run_
     assert MESSAGES * MAX_PAYLOAD > 4 * MAX_MESSAGE_BYTES  # all at once would never fit
 
     async def scenario() -> None:
-        ring = SimRing(config=CONFIG, seed=3, app_factories={
-            "scribe": lambda kbr, rng: Scribe(kbr, ScribeConfig(max_children=2,
-                                                                 parent_timeout=3.0), rng)})
-        await ring.grow(12)
-        assert await ring.converge()
-        assert await ring.wait_for(  # location caches full: sends go to the root in one hop
-            lambda: all(len(s.node.cache) == 11 for s in ring.nodes.values()), 60, step=0.5)
-        sims = sorted(ring.nodes.values(), key=lambda s: s.node.me.address)
+        ring = scribe_ring(CONFIG, 3, ScribeConfig(max_children=2, parent_timeout=3.0))
+        sims = await grown_with_full_caches(ring, 12)
         await scribe(sims[0]).create("big")
         got: dict[int, list[Event]] = {}
         for i, sim in enumerate(sims[1:5]):

@@ -8,28 +8,19 @@ from __future__ import annotations
 import asyncio
 
 from chord.node import NodeConfig
-from chord.sim.ring import SimNode, SimRing
-from mcast.scribe import McastError, Scribe, ScribeConfig
+from mcast.scribe import McastError, ScribeConfig
 from mcast.tree import MESSAGE, Event
+from tests.mcast.rings import grown_with_full_caches, scribe, scribe_ring
 
 CONFIG = NodeConfig(successors=4, stabilize_interval=0.5, rpc_timeout=0.5, location_cache=64)
 PUBLISHERS = 4
 EACH = 40
 
 
-def scribe(sim: SimNode) -> Scribe:
-    return sim.apps["scribe"]
-
-
 def test_concurrent_publishers_survive_replica_and_root_crashes(run_virtual) -> None:
     async def scenario() -> None:
-        ring = SimRing(config=CONFIG, seed=5, app_factories={
-            "scribe": lambda kbr, rng: Scribe(kbr, ScribeConfig(parent_timeout=2.0), rng)})
-        await ring.grow(16)
-        assert await ring.converge()
-        assert await ring.wait_for(  # location caches full: sends go to the root in one hop
-            lambda: all(len(s.node.cache) == 15 for s in ring.nodes.values()), 60, step=0.5)
-        sims = sorted(ring.nodes.values(), key=lambda s: s.node.me.address)
+        ring = scribe_ring(CONFIG, 5, ScribeConfig(parent_timeout=2.0))
+        sims = await grown_with_full_caches(ring, 16)
         await scribe(sims[0]).create("g")
         root = next(s for s in ring.nodes.values() if "g" in scribe(s).roots)
         _, successors = root.kbr.neighbors()

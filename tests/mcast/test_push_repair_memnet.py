@@ -9,13 +9,15 @@ import asyncio
 
 import pytest
 
-from chord.sim.ring import SimRing
+from chord.node import NodeConfig
 from mcast import children
-from mcast.scribe import Scribe, ScribeConfig
+from mcast.scribe import ScribeConfig
 from mcast.tree import MESSAGE, Event
-from tests.mcast.test_latency_memnet import CONFIG, LINK, Counted, scribe, settled
+from tests.mcast.rings import Counted, grown_with_full_caches, scribe, scribe_ring, settled
 
 NODES = 8
+LINK = 0.005  # the in-memory network's fixed one-way latency
+CONFIG = NodeConfig(successors=4, stabilize_interval=0.5, rpc_timeout=0.5, location_cache=256)
 TAIL = 64  # the re-sent tail, smaller than one commit batch, so a burst can outgrow it
 
 
@@ -26,14 +28,8 @@ def test_a_lost_push_is_resent_and_a_hole_filled_without_waiting_for_a_timer(
 
     async def scenario() -> None:
         observer = Counted()
-        ring = SimRing(config=CONFIG, seed=11, observer=observer, app_factories={
-            "scribe": lambda kbr, rng: Scribe(kbr, ScribeConfig(parent_timeout=30.0), rng)})
-        await ring.grow(NODES)
-        assert await ring.converge()
-        assert await ring.wait_for(
-            lambda: all(len(s.node.cache) == NODES - 1 for s in ring.nodes.values()), 60,
-            step=0.5)
-        sims = sorted(ring.nodes.values(), key=lambda s: s.node.me.address)
+        ring = scribe_ring(CONFIG, 11, ScribeConfig(parent_timeout=30.0), observer)
+        sims = await grown_with_full_caches(ring, NODES)
         await scribe(sims[0]).create("g")
         root = next(s for s in sims if "g" in scribe(s).roots)
         child = next(s for s in sims if s is not root)

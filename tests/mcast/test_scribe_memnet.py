@@ -12,20 +12,16 @@ import pytest
 
 from chord.node import NodeConfig
 from chord.sim.ring import SimNode, SimRing
-from mcast.scribe import McastError, Scribe, ScribeConfig
+from mcast.scribe import McastError, ScribeConfig
 from mcast.tree import MESSAGE, Event
+from tests.mcast.rings import scribe, scribe_ring
 
 CONFIG = NodeConfig(successors=8, stabilize_interval=0.5, rpc_timeout=0.5)
 SCRIBE = ScribeConfig(max_children=16, parent_timeout=3.0)
 
 
-def scribe(sim: SimNode) -> Scribe:
-    return sim.apps["scribe"]
-
-
 async def build(nodes: int, seed: int, config: ScribeConfig = SCRIBE) -> SimRing:
-    ring = SimRing(config=CONFIG, seed=seed, app_factories={
-        "scribe": lambda kbr, rng: Scribe(kbr, config, rng)})
+    ring = scribe_ring(CONFIG, seed, config)
     await ring.grow(nodes)
     assert await ring.converge()
     await asyncio.sleep(30)  # fingers
