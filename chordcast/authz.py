@@ -27,7 +27,8 @@ CHORD_SERVICE = chord_pb2.DESCRIPTOR.services_by_name["Chord"].full_name
 NO_IDENTITY = "no_identity"      # a CA-signed certificate without a chordcast identity
 NOT_A_NODE = "not_a_node"        # a client certificate on the node-to-node service
 SPOOFED = "spoofed_sender"       # a message naming another node as its sender
-REASONS = (NO_IDENTITY, NOT_A_NODE, SPOOFED)
+BUSY = "peer_limit"              # a caller past its share of the calls served at once
+REASONS = (NO_IDENTITY, NOT_A_NODE, SPOOFED, BUSY)
 
 # For each Chord method, the nodes a request claims to come from: each must be the caller.
 # (A route's origin and a broadcast's origin travel over other nodes and are not the caller;
@@ -75,13 +76,48 @@ class Malformed:
         self.error = error
 
 
+def peer_key(context: grpc.aio.ServicerContext) -> str:
+    """Whose share a call counts against: its certificate's principal on TLS, else the
+    caller's IP address (one host, however many connections it opens)."""
+    principal = caller(context)
+    if principal is not None:
+        return str(principal)
+    peer = context.peer() or ""  # "ipv4:1.2.3.4:567", "ipv6:[::1]:567", "unix:..."
+    kind, _, rest = peer.partition(":")
+    return rest.rsplit(":", 1)[0] if kind in ("ipv4", "ipv6") else peer
+
+
+class InFlight:
+    """Calls (and streams) being served per caller, each caller held to `limit` at once so
+    no one peer or client takes the whole node (--max-calls bounds them all together). Only
+    callers with calls in flight have an entry: the table is as small as the calls are few."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.calls: dict[str, int] = {}
+
+    def enter(self, who: str) -> bool:
+        count = self.calls.get(who, 0)
+        if count >= self.limit:
+            return False
+        self.calls[who] = count + 1
+        return True
+
+    def leave(self, who: str) -> None:
+        count = self.calls.pop(who) - 1
+        if count:
+            self.calls[who] = count
+
+
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every method so it first checks its caller's role (an interceptor itself sees
     only the method and metadata; the wrapped handler sees the connection's certificate),
-    and so a request that does not parse is INVALID_ARGUMENT, not a crash."""
+    holds each caller to its share of the calls served at once, and makes a request that
+    does not parse INVALID_ARGUMENT, not a crash."""
 
-    def __init__(self, refused: Refused) -> None:
+    def __init__(self, refused: Refused, per_peer: int = 2_000) -> None:
         self.refused = refused
+        self.in_flight = InFlight(per_peer)
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
@@ -93,7 +129,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method: str = details.method
         nodes_only = method.split("/")[1:2] == [CHORD_SERVICE]
         return _guard(handler, method,
-                      lambda context: self._check(context, nodes_only, method))
+                      lambda context: self._check(context, nodes_only, method),
+                      self._admit)
+
+    def _admit(self, context: grpc.aio.ServicerContext) -> Callable[[], None] | None:
+        """Count the call against its caller's share: what releases it when it ends, or
+        None when the caller has its whole share in flight already."""
+        who = peer_key(context)
+        if self.in_flight.enter(who):
+            return lambda: self.in_flight.leave(who)
+        self.refused(BUSY)
+        return None
 
     async def _check(self, context: grpc.aio.ServicerContext, nodes_only: bool,
                      method: str) -> None:
@@ -111,9 +157,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                                 f"{method} is for ring nodes only, not {principal}")
 
 
-def _guard(handler: Any, method: str, check: Callable[[Any], Awaitable[None]]) -> Any:
-    """The same handler with `check(context)` run before its behaviour, and its request
-    parsed without ever raising (see Malformed)."""
+def _guard(handler: Any, method: str, check: Callable[[Any], Awaitable[None]],
+           admit: Callable[[Any], Callable[[], None] | None]) -> Any:
+    """The same handler with `check(context)` run before its behaviour, run only while
+    `admit(context)` gives its caller room (released when it ends), and its request parsed
+    without ever raising (see Malformed)."""
 
     async def checked(request: Any, context: Any) -> None:
         await check(context)
@@ -121,18 +169,37 @@ def _guard(handler: Any, method: str, check: Callable[[Any], Awaitable[None]]) -
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"malformed {method} request: {request.error}")
 
+    async def busy(context: Any) -> None:
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"too many calls in flight from {peer_key(context)} "
+                            f"(its share of this node: --max-calls-per-peer); retry later")
+
     def wrap(behavior: Any) -> Any:
         if inspect.isasyncgenfunction(behavior):
             async def stream(request: Any, context: Any) -> Any:
-                await checked(request, context)
-                async for item in behavior(request, context):
-                    yield item
+                release = admit(context)
+                if release is None:
+                    await busy(context)
+                    return
+                try:
+                    await checked(request, context)
+                    async for item in behavior(request, context):
+                        yield item
+                finally:
+                    release()
 
             return stream
 
         async def call(request: Any, context: Any) -> Any:
-            await checked(request, context)
-            return await behavior(request, context)
+            release = admit(context)
+            if release is None:
+                await busy(context)
+                return None
+            try:
+                await checked(request, context)
+                return await behavior(request, context)
+            finally:
+                release()
 
         return call
 

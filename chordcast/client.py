@@ -31,6 +31,7 @@ from chord.ids import IdError, IdSpace
 from chord.storage import MAX_VALUE_BYTES
 from chordcast import link
 from chordcast.address import split_address
+from chordcast.proofs import Signer, destroy_statement, now_ms, send_statement
 from chordcast.results import (
     ClientError,
     CreatedGroup,
@@ -122,6 +123,9 @@ class Client:
         except TlsError as exc:
             raise ClientError(str(exc)) from None
         self._tls = Credentials(config) if config is not None else None
+        # What lets a group's root believe this client's sends and destroys (the node it
+        # goes through only vouches for the connection): its own signatures.
+        self._signer = Signer(self._tls) if self._tls is not None else None
         self._tls_version = self._tls.version if self._tls is not None else None
         self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         if not self.addresses:
@@ -396,6 +400,10 @@ class Client:
         retry gets the number the first attempt got."""
         request = mpb.SendRequest(name=name, payload=_payload(payload), sender=sender,
                                   message_id=secrets.token_hex(16))
+        if self._signer is not None:
+            request.signed_ms = now_ms()
+            request.signature = self._signer.sign(send_statement(
+                name, request.message_id, request.payload, request.signed_ms))
         last: ClientError | None = None
         for attempt in range(SEND_ATTEMPTS):
             if attempt:
@@ -411,8 +419,13 @@ class Client:
         assert last is not None
         raise last
 
-    async def destroy(self, name: str, token: str) -> None:
-        await self._mcast("Destroy", mpb.DestroyGroupRequest(name=name, token=token))
+    async def destroy(self, name: str, token: str = "") -> None:
+        """On a ring with TLS the creator's certificate suffices; else the create's token."""
+        request = mpb.DestroyGroupRequest(name=name, token=token)
+        if self._signer is not None:
+            request.signed_ms = now_ms()
+            request.signature = self._signer.sign(destroy_statement(name, request.signed_ms))
+        await self._mcast("Destroy", request)
 
     async def anycast(self, name: str, payload: bytes | str, sender: str = "") -> str:
         r = await self._mcast("Anycast", mpb.AnycastRequest(name=name, payload=_payload(payload),

@@ -61,7 +61,9 @@ class NodeMetrics(Observer):
                                        "that pointed at the right node", registry=r)
         self.mcast_events = Counter("chordcast_mcast_messages_total", "Multicast messages by "
                                     "event: stamped (root), forwarded (to children), "
-                                    "delivered (to members)", ["event"], registry=r)
+                                    "delivered (to members), unproven (refused at the "
+                                    "root: a send or destroy its named caller did not sign)",
+                                    ["event"], registry=r)
         self.mcast_gaps = Counter("chordcast_mcast_gaps_total", "Stream holes by outcome: "
                                   "repaired, or lost (beyond the root's archive)",
                                   ["outcome"], registry=r)

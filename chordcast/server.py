@@ -29,6 +29,7 @@ from chordcast.discovery.logic import Identity, Responder
 from chordcast.discovery.net import interface_for, resolve_seeds
 from chordcast.discovery.service import DiscoveryConfig, DiscoveryListener, find_ring
 from chordcast.metrics import MetricsInterceptor, NodeMetrics
+from chordcast.proofs import ProofChecker
 from chordcast.servicers.multicast import MulticastServicer
 from chordcast.servicers.node_api import NodeApiServicer
 from chordcast.tls import NODE, Credentials, TlsConfig, TlsError, identity_uri
@@ -70,6 +71,7 @@ class NodeOptions:
     metrics_host: str | None = None  # default: the listen host
     tls: TlsConfig | None = None  # mutual TLS with these files; None: no authentication
     max_calls: int = 20_000  # calls and streams served at once (member streams count)
+    max_calls_per_peer: int = 2_000  # ... of them from one certificate (or one IP without TLS)
     max_stored_bytes: int | None = 1 << 30  # value bytes taken as owner of new writes
     # A plaintext port that serves grpc.health.v1 only (on the metrics host): probes that
     # cannot present a client certificate (kubelet's gRPC probe) still see the node's health.
@@ -88,7 +90,8 @@ class NodeServer:
         self.transport = GrpcTransport(observe=self.metrics.rpc, tls=self.tls)
         self.server = grpc.aio.server(options=SERVER_OPTIONS,
                                       maximum_concurrent_rpcs=options.max_calls, interceptors=[
-            AuthInterceptor(self.metrics.refused), MetricsInterceptor(self.metrics)])
+            AuthInterceptor(self.metrics.refused, options.max_calls_per_peer),
+            MetricsInterceptor(self.metrics)])
         self.health = health.aio.HealthServicer()
         self.streams = link.Streams()  # the Link and Session streams this node answers on
         self.node: ChordNode
@@ -131,7 +134,9 @@ class NodeServer:
                                max_bytes=opts.max_stored_bytes)
         # Destroy tokens and message ids from the OS's entropy (as `secrets` draws them); the
         # protocol takes any rng, so the simulator stays reproducible with a seeded one.
-        self.scribe = Scribe(self.kbr, opts.scribe, random.SystemRandom())
+        # With TLS, a group's root believes only what its principal signed (chordcast.proofs).
+        self.scribe = Scribe(self.kbr, opts.scribe, random.SystemRandom(),
+                             proofs=ProofChecker(self.tls) if self.tls is not None else None)
         self.server.add_generic_rpc_handlers(
             [chord_handler(self.node.handle, self.streams, self.metrics.rpc, self._authorize)])
         client_pb2_grpc.add_NodeApiServicer_to_server(

@@ -66,12 +66,25 @@ def principal_of(context: Any) -> Principal | None:
     connection is not TLS: then there is no certificate at all)."""
     auth = context.auth_context() or {}
     for raw in auth.get("peer_uri", []) or auth.get("x509_subject_alternative_name", []):
-        uri = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if uri.startswith(SCHEME):
-            kind, _, name = uri[len(SCHEME):].partition("/")
-            if kind in (NODE, CLIENT) and name:
-                return Principal(kind, name)
+        principal = identity(raw.decode() if isinstance(raw, bytes) else str(raw))
+        if principal is not None:
+            return principal
     return None
+
+
+def identity(uri: str) -> Principal | None:
+    """The principal a certificate's URI SAN names, if it is a chordcast identity."""
+    if uri.startswith(SCHEME):
+        kind, _, name = uri[len(SCHEME):].partition("/")
+        if kind in (NODE, CLIENT) and name:
+            return Principal(kind, name)
+    return None
+
+
+def peer_certificate(context: Any) -> bytes:
+    """The caller's certificate (PEM) as its TLS connection presented it; b"" without TLS."""
+    auth = context.auth_context() or {}
+    return bytes((auth.get("x509_pem_cert") or [b""])[0])
 
 
 def is_tls(context: Any) -> bool:
@@ -192,6 +205,11 @@ class Credentials:
     def version(self) -> tuple[float, ...]:
         self._refresh()
         return self._version
+
+    def files(self) -> tuple[bytes, bytes, bytes]:
+        """The current certificate, key and CA (PEM)."""
+        self._refresh()
+        return self._files
 
     def channel(self) -> grpc.ChannelCredentials:
         self._refresh()

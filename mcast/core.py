@@ -12,6 +12,7 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from chord.kbr import Kbr, LookupFailed
 from chord.ports import PeerUnavailable, RemoteError
@@ -56,6 +57,9 @@ class ScribeConfig:
     # memory without bound).
     max_groups: int = 10_000
     max_members: int = 10_000
+    # Of the groups a node roots, those one owner (a certified caller) may hold: no one
+    # client takes a root's whole share.
+    max_groups_per_owner: int = 1_000
 
 
 def check_name(name: str) -> None:
@@ -101,13 +105,36 @@ def direct_reply(**fields: object) -> bytes:
     return mpb.McastDirectReply(**fields).SerializeToString()  # type: ignore[arg-type]
 
 
+class Proofs(Protocol):
+    """Whether a publish or destroy that reaches a group's root really comes from the
+    principal its access node named (the access node could lie): an error message, or None.
+    A ring with TLS checks the caller's own signature (chordcast.proofs); a ring without it
+    has no identities to prove (`Trusting`)."""
+
+    def publish(self, op: mpb.PublishOp) -> str | None: ...
+
+    def destroy(self, op: mpb.DestroyOp) -> str | None: ...
+
+
+class Trusting:
+    """Proofs for a ring without identities: nothing to check."""
+
+    def publish(self, op: mpb.PublishOp) -> str | None:
+        return None
+
+    def destroy(self, op: mpb.DestroyOp) -> str | None:
+        return None
+
+
 class ScribeCore:
     """One node's Scribe state and the messaging every part uses."""
 
-    def __init__(self, kbr: Kbr, config: ScribeConfig, rng: random.Random) -> None:
+    def __init__(self, kbr: Kbr, config: ScribeConfig, rng: random.Random,
+                 proofs: Proofs) -> None:
         self.kbr = kbr
         self.config = config
         self.rng = rng
+        self.proofs = proofs
         self.groups: dict[str, GroupState] = {}
         self.roots: dict[str, RootState] = {}
         self.replicas: dict[str, RootState] = {}

@@ -190,6 +190,10 @@ class Roots:
         if len(core.roots) >= core.config.max_groups:
             return reply(error=f"the root node holds its limit of {core.config.max_groups} "
                                f"groups", code="exhausted")
+        limit = core.config.max_groups_per_owner
+        if op.owner and sum(r.record.owner == op.owner for r in core.roots.values()) >= limit:
+            return reply(error=f"the root node holds {op.owner}'s limit of {limit} groups",
+                         code="exhausted")
         # The right to destroy the group: unguessable where the node's rng draws from the
         # OS (a real node's does); seeded, so reproducible, in the simulator.
         token = f"{core.rng.getrandbits(128):032x}"
@@ -228,6 +232,12 @@ class Roots:
             # that the archive would drop one first.
             return reply(error="too many messages waiting for the replicas; retry",
                          code="unavailable")
+        if op.message_id not in root.ids and (refused := core.proofs.publish(op)):
+            # The principal the access node named must have signed this very message (a
+            # retry of one stamped already is answered its number: nothing new is sent).
+            # Checked last, so a send refused for a passing reason can be retried.
+            core.kbr.observer.mcast("unproven")  # a node acting for someone it is not
+            return reply(error=f"permission denied: {refused}", code="denied")
         m, fresh = root.stamp(op.payload, op.sender, op.message_id, core.now_ms())
         if fresh:
             core.kbr.observer.mcast("stamped")
@@ -310,10 +320,13 @@ class Roots:
         if root is None:
             return reply(error=f"no group named {op.name!r}", code="not_found")
         owner = root.record.owner
-        if not (owner and op.principal == owner) and \
-                hashlib.sha256(op.token.encode()).digest() != root.record.token_hash:
-            return reply(error="permission denied: only the creator (its certificate, or the "
-                               "token) may destroy the group", code="denied")
+        if hashlib.sha256(op.token.encode()).digest() != root.record.token_hash:
+            if not (owner and op.principal == owner):
+                return reply(error="permission denied: only the creator (its certificate, "
+                                   "or the token) may destroy the group", code="denied")
+            if refused := self.core.proofs.destroy(op):
+                self.core.kbr.observer.mcast("unproven")
+                return reply(error=f"permission denied: {refused}", code="denied")
         del self.core.roots[op.name]
         await self._replicate(mpb.ReplicaOp(name=op.name, drop=True))
         await self.children.end(op.name)

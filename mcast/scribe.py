@@ -41,8 +41,10 @@ from mcast.core import (
     MAX_PAYLOAD,
     ONE_HOP_OPS,
     McastError,
+    Proofs,
     ScribeConfig,
     ScribeCore,
+    Trusting,
     allowed,
     check_acl,
     check_name,
@@ -88,8 +90,11 @@ class Scribe:
     name = APP
 
     def __init__(self, kbr: Kbr, config: ScribeConfig | None = None,
-                 rng: random.Random | None = None) -> None:
-        self._core = ScribeCore(kbr, config or ScribeConfig(), rng or random.Random())
+                 rng: random.Random | None = None, proofs: Proofs | None = None) -> None:
+        """`proofs`: how a group's root checks that a publish or destroy comes from the
+        principal named in it (see `Proofs`; none to check by default)."""
+        self._core = ScribeCore(kbr, config or ScribeConfig(), rng or random.Random(),
+                                proofs or Trusting())
         self._children = Children(self._core)
         self._roots = Roots(self._core, self._children)
         self._repair = Repair(self._core, self._children)
@@ -243,7 +248,7 @@ class Scribe:
         await self._repair.prune_if_idle(g)
 
     async def send(self, name: str, payload: bytes, sender: str = "", message_id: str = "",
-                   principal: str = "") -> int:
+                   principal: str = "", proof: mpb.Proof | None = None) -> int:
         """Multicast: to the root for a sequence number, then down the tree. A send that
         carries the `message_id` of one the root already stamped gets that number again and
         is not delivered twice (a client retrying through another access node)."""
@@ -256,7 +261,8 @@ class Scribe:
             message_id = f"{self.me.address}/{self._next_message}/{self.rng.getrandbits(32):x}"
         op = mpb.McastRouted(publish=mpb.PublishOp(name=name, payload=payload,
                                                    sender=sender or self.me.address,
-                                                   message_id=message_id, principal=principal))
+                                                   message_id=message_id, principal=principal,
+                                                   proof=proof))
         for attempt in range(self.config.send_retries):
             try:
                 answer, _ = await self._core.route(name, op)
@@ -267,10 +273,11 @@ class Scribe:
                 await self.kbr.clock.sleep(0.2 * (attempt + 1))  # the ring is repairing
         raise AssertionError("unreachable")
 
-    async def destroy(self, name: str, token: str, principal: str = "") -> None:
+    async def destroy(self, name: str, token: str, principal: str = "",
+                      proof: mpb.Proof | None = None) -> None:
         check_name(name)
         await self._core.route(name, mpb.McastRouted(destroy=mpb.DestroyOp(
-            name=name, token=token, principal=principal)))
+            name=name, token=token, principal=principal, proof=proof)))
 
     async def anycast(self, name: str, payload: bytes, sender: str = "", principal: str = ""
                       ) -> NodeRef:

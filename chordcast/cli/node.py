@@ -52,8 +52,10 @@ def cmd_node(args: argparse.Namespace) -> int:
         require_join=args.require_join,
         scribe=ScribeConfig(archive=args.archive, max_children=args.max_children,
                             parent_timeout=args.parent_timeout, max_groups=args.max_groups,
+                            max_groups_per_owner=args.max_groups_per_client,
                             max_members=args.max_members),
-        max_calls=args.max_calls, health_port=args.health_port,
+        max_calls=args.max_calls, max_calls_per_peer=args.max_calls_per_peer,
+        health_port=args.health_port,
         max_stored_bytes=args.max_stored_bytes,
         member_buffer=args.member_buffer,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
@@ -192,6 +194,9 @@ def register(sub: Any) -> None:
     node.add_argument("--max-groups", type=at_least(int, 1), default=10_000, metavar="N",
                       help="groups this node may be the root of (default 10000); past it a "
                            "create is RESOURCE_EXHAUSTED")
+    node.add_argument("--max-groups-per-client", type=at_least(int, 1), default=1_000,
+                      metavar="N", help="of those, created by one certificate (default 1000; "
+                      "a ring with TLS)")
     node.add_argument("--max-members", type=at_least(int, 1), default=10_000, metavar="N",
                       help="subscribers attached to this node (default 10000)")
     node.add_argument("--max-stored-bytes", type=at_least(int, 1), default=1 << 30,
@@ -200,6 +205,9 @@ def register(sub: Any) -> None:
     node.add_argument("--max-calls", type=at_least(int, 16), default=20_000, metavar="N",
                       help="calls and streams served at once (default 20000); past it gRPC "
                            "answers RESOURCE_EXHAUSTED")
+    node.add_argument("--max-calls-per-peer", type=at_least(int, 1), default=2_000,
+                      metavar="N", help="of those, from one certificate (or, without TLS, one "
+                      "IP address) at once (default 2000); past it RESOURCE_EXHAUSTED")
     node.add_argument("--parent-timeout", type=at_least(float, 0.05), default=3.0,
                       metavar="SECONDS", help="silence from a tree parent before re-joining")
     node.add_argument("--member-buffer", type=at_least(int, 1024), default=16 << 20,

@@ -13,7 +13,7 @@ import grpc
 from chord.wire import node_to_pb
 from chordcast import link
 from chordcast.authz import caller
-from chordcast.tls import acl_name
+from chordcast.tls import acl_name, peer_certificate
 from chordcast.transport import RpcObserver, served_by
 from chordcast.v1 import mcast_pb2 as mpb
 from chordcast.v1 import mcast_pb2_grpc
@@ -199,29 +199,31 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
             await self.scribe.leave(request.name, member)
         return mpb.LeaveGroupReply(left=len(entries))
 
-    async def send(self, request: mpb.SendRequest, who: str = "") -> mpb.SendReply:
+    async def send(self, request: mpb.SendRequest, who: str = "", cert: bytes = b""
+                   ) -> mpb.SendReply:
         """`who`: the caller's principal on a TLS connection; it is also the sender the
-        members see (a self-declared sender counts only without TLS)."""
+        members see (a self-declared sender counts only without TLS). `cert`: the
+        certificate it presented, which the root checks the request's signature with."""
         if not self.ready():
             raise link.Refusal(grpc.StatusCode.UNAVAILABLE, "node has not joined a ring yet")
         try:
             seq = await self.scribe.send(request.name, request.payload,
                                          who or request.sender, request.message_id,
-                                         principal=who)
+                                         principal=who, proof=_proof(cert, request))
         except McastError as exc:
             raise link.Refusal(STATUS[exc.code], str(exc)) from None
         return mpb.SendReply(seq=seq)
 
     async def Send(self, request: mpb.SendRequest, context: Any) -> mpb.SendReply:
-        who = acl_name(caller(context))
-        return await link.unary(lambda r: self.send(r, who), request, context)
+        who, cert = acl_name(caller(context)), peer_certificate(context)
+        return await link.unary(lambda r: self.send(r, who, cert), request, context)
 
     async def Session(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         """The hot path (Send) as frames on one stream per client (one caller per stream:
         its principal is read once)."""
-        who = acl_name(caller(context))
+        who, cert = acl_name(caller(context)), peer_certificate(context)
         methods: link.Methods = self.methods if not who else {
-            "Send": (mpb.SendRequest, lambda r: self.send(r, who))}
+            "Send": (mpb.SendRequest, lambda r: self.send(r, who, cert))}
         await self.streams.serve(context, link.dispatcher("Multicast", methods),
                                  served_by(self.observe))
 
@@ -230,7 +232,8 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
         await self._check(context)
         try:
             await self.scribe.destroy(request.name, request.token,
-                                      principal=acl_name(caller(context)))
+                                      principal=acl_name(caller(context)),
+                                      proof=_proof(peer_certificate(context), request))
         except McastError as exc:
             await _abort(context, exc)
         return mpb.DestroyGroupReply()
@@ -304,3 +307,11 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
                 yield await queue.get()
         finally:
             stop_listening()
+
+
+def _proof(cert: bytes, request: mpb.SendRequest | mpb.DestroyGroupRequest) -> mpb.Proof | None:
+    """What the root needs to believe the caller (chordcast.proofs): its certificate, as
+    this node saw it, and the signature the caller made. None without TLS."""
+    if not cert:
+        return None
+    return mpb.Proof(cert_pem=cert, signature=request.signature, signed_ms=request.signed_ms)

@@ -88,28 +88,42 @@ class JoinOp(_message.Message):
     def __init__(self, name: _Optional[str] = ..., child: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ...) -> None: ...
 
 class PublishOp(_message.Message):
-    __slots__ = ("name", "payload", "sender", "message_id", "principal")
+    __slots__ = ("name", "payload", "sender", "message_id", "principal", "proof")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     name: str
     payload: bytes
     sender: str
     message_id: str
     principal: str
-    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., message_id: _Optional[str] = ..., principal: _Optional[str] = ...) -> None: ...
+    proof: Proof
+    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., message_id: _Optional[str] = ..., principal: _Optional[str] = ..., proof: _Optional[_Union[Proof, _Mapping]] = ...) -> None: ...
 
 class DestroyOp(_message.Message):
-    __slots__ = ("name", "token", "principal")
+    __slots__ = ("name", "token", "principal", "proof")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     name: str
     token: str
     principal: str
-    def __init__(self, name: _Optional[str] = ..., token: _Optional[str] = ..., principal: _Optional[str] = ...) -> None: ...
+    proof: Proof
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[str] = ..., principal: _Optional[str] = ..., proof: _Optional[_Union[Proof, _Mapping]] = ...) -> None: ...
+
+class Proof(_message.Message):
+    __slots__ = ("cert_pem", "signature", "signed_ms")
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_MS_FIELD_NUMBER: _ClassVar[int]
+    cert_pem: bytes
+    signature: bytes
+    signed_ms: int
+    def __init__(self, cert_pem: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., signed_ms: _Optional[int] = ...) -> None: ...
 
 class AnycastOp(_message.Message):
     __slots__ = ("name", "payload", "sender")
@@ -338,16 +352,20 @@ class LeaveGroupReply(_message.Message):
     def __init__(self, left: _Optional[int] = ...) -> None: ...
 
 class SendRequest(_message.Message):
-    __slots__ = ("name", "payload", "sender", "message_id")
+    __slots__ = ("name", "payload", "sender", "message_id", "signature", "signed_ms")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     payload: bytes
     sender: str
     message_id: str
-    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., message_id: _Optional[str] = ...) -> None: ...
+    signature: bytes
+    signed_ms: int
+    def __init__(self, name: _Optional[str] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., message_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., signed_ms: _Optional[int] = ...) -> None: ...
 
 class SendReply(_message.Message):
     __slots__ = ("seq",)
@@ -356,12 +374,16 @@ class SendReply(_message.Message):
     def __init__(self, seq: _Optional[int] = ...) -> None: ...
 
 class DestroyGroupRequest(_message.Message):
-    __slots__ = ("name", "token")
+    __slots__ = ("name", "token", "signature", "signed_ms")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     token: str
-    def __init__(self, name: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
+    signature: bytes
+    signed_ms: int
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[str] = ..., signature: _Optional[bytes] = ..., signed_ms: _Optional[int] = ...) -> None: ...
 
 class DestroyGroupReply(_message.Message):
     __slots__ = ()

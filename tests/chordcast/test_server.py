@@ -1,9 +1,13 @@
-"""The node as a gRPC service: health (SERVING only once in a ring) and server reflection."""
+"""The node as a gRPC service: health (SERVING only once in a ring), server reflection, and
+each caller held to its share of the calls served at once."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import socket
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -13,6 +17,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from chordcast.localring import LocalRing
+from chordcast.v1 import client_pb2 as cpb
+from chordcast.v1 import mcast_pb2 as mpb
+from chordcast.v1.client_pb2_grpc import NodeApiStub
+from chordcast.v1.mcast_pb2_grpc import MulticastStub
 
 pytestmark = pytest.mark.slow
 
@@ -84,4 +92,49 @@ def test_every_node_method_still_answers_as_a_plain_unary_call() -> None:
             assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
             pong = chord_pb2_grpc.ChordStub(ch).Ping(chord_pb2.PingRequest(), timeout=5)
             assert pong.node.address == address
+    ring.check_logs()
+
+
+def test_one_caller_gets_only_its_share_of_the_calls_at_once() -> None:
+    """--max-calls-per-peer: a caller (here one IP: no TLS) with that many calls and streams
+    open gets RESOURCE_EXHAUSTED for the next, counted; once one ends it is served again."""
+    ring = LocalRing()
+    node = ring.spawn(join=[], extra=["--max-calls-per-peer", "3"])
+    try:
+        ring.wait_ready(node, timeout=30)
+
+        async def go() -> None:
+            async with grpc.aio.insecure_channel(node.address) as ch:
+                inbox = MulticastStub(ch).Inbox
+                streams = [inbox(mpb.InboxRequest()) for _ in range(3)]
+                ping = NodeApiStub(ch).Info
+                deadline = time.monotonic() + 10
+                while True:  # the streams are served once each has started on the node
+                    try:
+                        await ping(cpb.NodeInfoRequest(), timeout=2)
+                    except grpc.aio.AioRpcError as exc:
+                        assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                        assert "too many calls in flight from 127.0.0.1" in str(exc.details())
+                        break
+                    assert time.monotonic() < deadline, "the fourth call was served"
+                    await asyncio.sleep(0.05)
+                streams[0].cancel()
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        await ping(cpb.NodeInfoRequest(), timeout=2)
+                        break
+                    except grpc.aio.AioRpcError as exc:
+                        assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                        assert time.monotonic() < deadline, "a freed share was not given back"
+                        await asyncio.sleep(0.05)
+                for s in streams[1:]:
+                    s.cancel()
+
+        asyncio.run(go())
+        text = urllib.request.urlopen(f"http://{node.metrics}/metrics", timeout=5).read()
+        counted = re.search(rb'chordcast_auth_refusals_total\{reason="peer_limit"\} (\S+)', text)
+        assert counted is not None and float(counted.group(1)) >= 1
+    finally:
+        ring.stop()
     ring.check_logs()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import secrets
 import socket
 import ssl
 import subprocess
@@ -24,15 +25,18 @@ from cryptography import x509
 from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpc_health.v1.health_pb2_grpc import HealthStub
 
+from chord.ids import IdSpace
 from chord.ports import RemoteError
 from chordcast import certs
 from chordcast.client import Client
 from chordcast.localring import LocalRing, NodeProcess, RingError
+from chordcast.proofs import Signer, now_ms, send_statement
 from chordcast.results import ClientError
 from chordcast.tls import Credentials, TlsConfig, node_name
 from chordcast.transport import GrpcTransport
 from chordcast.v1 import chord_pb2 as pb
 from chordcast.v1 import chord_pb2_grpc
+from chordcast.v1 import mcast_pb2 as mpb
 
 NODES = 5
 pytestmark = pytest.mark.slow
@@ -125,12 +129,13 @@ def refusal(address: str, tls: TlsConfig | None, method: str, request: object
     return err.value.code()
 
 
-def refusals(node: NodeProcess) -> dict[str, float]:
+def refusals(node: NodeProcess, metric: str = "chordcast_auth_refusals_total",
+             label: str = "reason") -> dict[str, float]:
     text = urllib.request.urlopen(f"http://{node.metrics}/metrics", timeout=5).read().decode()
     out = {}
     for line in text.splitlines():
-        if line.startswith("chordcast_auth_refusals_total{"):
-            reason = line.split('reason="')[1].split('"')[0]
+        if line.startswith(metric + "{"):
+            reason = line.split(f'{label}="')[1].split('"')[0]
             out[reason] = float(line.rsplit(" ", 1)[1])
     return out
 
@@ -403,3 +408,62 @@ def _issue_without_identity(pki: Pki) -> TlsConfig:
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return TlsConfig(cert_path, key_path, pki.ca)
+
+
+def test_a_certified_node_cannot_send_or_destroy_for_a_client(
+        tls_ring: tuple[LocalRing, Pki]) -> None:
+    """A node that goes rogue (its own, valid certificate) routes to a group's root a
+    publish and a destroy that name alice as the caller: the root wants alice's signature,
+    and a node has only its own key."""
+    ring, pki = tls_ring
+    nodes = [n.address for n in ring.live()[:NODES]]
+    space = IdSpace(160)
+
+    def unproven(address: str) -> float:
+        node = next(n for n in ring.live() if n.address == address)
+        return refusals(node, "chordcast_mcast_messages_total", "event").get("unproven", 0)
+
+    async def go() -> None:
+        alice = Client(nodes[0], tls=pki.config(pki.alice), ring_aware=False)
+        await alice.create("signed", publishers=["alice"])
+        first = await alice.send("signed", b"one")
+        root = (await alice.info("signed")).root
+        rogue = next(i for i, a in enumerate(nodes) if a != root)
+        before = unproven(root)
+        me = pb.Node(id=space.to_bytes(space.hash_key(nodes[rogue])), address=nodes[rogue])
+        transport = GrpcTransport(tls=Credentials(pki.config(pki.nodes[rogue])))
+        forged = [
+            mpb.McastRouted(publish=mpb.PublishOp(name="signed", payload=b"forged",
+                                                  sender="alice", message_id="x1",
+                                                  principal="alice")),
+            # alice's certificate (it passed the rogue on her connection) and a signature
+            # of a message she sent does not cover another message.
+            mpb.McastRouted(publish=mpb.PublishOp(
+                name="signed", payload=b"forged", sender="alice", message_id="x2",
+                principal="alice", proof=mpb.Proof(
+                    cert_pem=pki.alice.cert.read_bytes(), signed_ms=now_ms(),
+                    signature=Signer(Credentials(pki.config(pki.alice))).sign(
+                        send_statement("signed", "other", b"one", now_ms()))))),
+            mpb.McastRouted(destroy=mpb.DestroyOp(name="signed", principal="alice")),
+        ]
+        try:
+            for op in forged:
+                await transport.call(root, "Route", pb.RouteRequest(
+                    request_id=secrets.randbits(63), key=space.to_bytes(space.hash_key("signed")),
+                    app="scribe", payload=op.SerializeToString(), origin=me, path=[me],
+                    final=True, budget_ms=5000), 5.0)
+        finally:
+            await transport.close()
+        # The root answers the rogue (its RouteResult goes to the real node, which ignores
+        # it) and counts each operation it did not believe; nothing was sent or destroyed.
+        deadline = time.monotonic() + 10
+        while unproven(root) < before + len(forged):
+            assert time.monotonic() < deadline, unproven(root)
+            await asyncio.sleep(0.1)
+        info = await alice.info("signed")
+        assert info.last_seq == first
+        assert await alice.send("signed", b"two") == first + 1
+        await alice.destroy("signed")
+        await alice.close()
+
+    asyncio.run(go())

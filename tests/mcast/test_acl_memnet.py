@@ -76,14 +76,20 @@ def test_the_root_and_the_access_nodes_enforce_a_groups_access_lists(run_virtual
     run_virtual(scenario())
 
 
-def test_a_node_bounds_the_groups_it_roots_and_the_members_it_holds(run_virtual) -> None:
+def test_a_node_bounds_groups_per_owner_and_in_all_and_the_members_it_holds(run_virtual
+                                                                              ) -> None:
     async def scenario() -> None:
-        config = ScribeConfig(parent_timeout=3.0, max_groups=3, max_members=2)
+        config = ScribeConfig(parent_timeout=3.0, max_groups=3, max_members=2,
+                              max_groups_per_owner=2)
         ring = scribe_ring(CONFIG, 6, config)
         await ring.grow(1)  # one node: it is the root of everything
         node = scribe(next(iter(ring.nodes.values())))
-        for i in range(3):
-            await node.create(f"g{i}")
+        for i in range(2):
+            await node.create(f"g{i}", owner="alice")
+        with pytest.raises(McastError) as hers:  # alice has her share; bob still has room
+            await node.create("g2", owner="alice")
+        assert hers.value.code == "exhausted" and "alice's limit of 2" in str(hers.value)
+        await node.create("g2", owner="bob")
         with pytest.raises(McastError) as full:
             await node.create("g3")
         assert full.value.code == "exhausted" and "limit of 3 groups" in str(full.value)

@@ -163,3 +163,33 @@ def test_the_tls_statefulset_matches_the_schema_and_the_cli() -> None:
         assert args[args.index(flag) + 1].startswith("/tls/")
     assert container["volumeMounts"][0]["mountPath"] == "/tls"
     assert pod["volumes"][0]["secret"]["secretName"] == "chordcast-tls"
+
+
+def test_the_tls_compose_override_gives_each_node_only_its_own_key() -> None:
+    """deploy/docker-compose.tls.yml on top of docker-compose.yml: the merged file matches
+    the compose specification, every node command parses and points at its own secrets, and
+    the secrets it names are the files `chordcast certs` writes for the header's commands."""
+    base = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    override = yaml.safe_load((DEPLOY / "docker-compose.tls.yml").read_text())
+    jsonschema.validate(override, compose_schema())
+    merged = json.loads(json.dumps(base))
+    for name, service in override["services"].items():
+        merged["services"][name].update(service)  # compose replaces command and secrets
+    merged["secrets"] = override["secrets"]
+    jsonschema.validate(merged, compose_schema())
+    nodes = [s for s in merged["services"] if s.startswith("node")]
+    assert sorted(override["services"]) == sorted(nodes)
+    for name in nodes:
+        service = merged["services"][name]
+        command = service["command"]
+        assert_cli(command)
+        assert command[command.index("--tls-cert") + 1] == f"/run/secrets/{name}_cert"
+        assert command[command.index("--tls-key") + 1] == f"/run/secrets/{name}_key"
+        assert service["secrets"] == ["ca", f"{name}_cert", f"{name}_key"]
+        advertised = command[command.index("--advertise") + 1]
+        assert advertised == f"{name}:7000"
+        assert (name == "node1") == ("--join" not in command)  # the others join node1
+        assert override["secrets"][f"{name}_cert"]["file"] == f"./pki/{name}.pem"
+    # The header's commands make exactly those files.
+    header = (DEPLOY / "docker-compose.tls.yml").read_text()
+    assert "certs node node$i:7000 --dir deploy/pki --name node$i" in header
