@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from google.protobuf.message import Message
@@ -125,3 +126,71 @@ class VirtualClock(Clock):
 
     def wall(self) -> float:
         return self.now()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One thing a node keeps on disk: under `key`, the `value` whose (rank, tiebreak) is the
+    highest written (a copy's version and value hash, a group's counter, a message's number),
+    so copies saved in any order leave the newest, as the node's memory does."""
+
+    key: str
+    rank: int
+    tiebreak: bytes
+    value: bytes
+
+
+class Durable(Protocol):
+    """Where a node keeps what must outlive its process (a data dir). `save` returns once
+    the rows are on disk: a write is acknowledged only after it. Rows live in named spaces
+    (one per kind of thing); `load` is for a node starting, before it serves."""
+
+    async def save(self, space: str, rows: Sequence[Row]) -> None: ...
+
+    async def forget(self, space: str, keys: Sequence[str]) -> None: ...
+
+    def load(self, space: str) -> list[Row]: ...
+
+    @property
+    def keeps(self) -> bool:
+        """False for a node that keeps nothing (no data dir): callers skip the work."""
+        ...
+
+
+class Forgetful:
+    """A node without a data dir: everything lives in memory only, and a restart loses it."""
+
+    keeps = False
+
+    async def save(self, space: str, rows: Sequence[Row]) -> None:
+        return None
+
+    async def forget(self, space: str, keys: Sequence[str]) -> None:
+        return None
+
+    def load(self, space: str) -> list[Row]:
+        return []
+
+
+class MemoryDisk:
+    """A data dir in memory, for the simulator: give a restarted node the same one."""
+
+    keeps = True
+
+    def __init__(self) -> None:
+        self.spaces: dict[str, dict[str, Row]] = {}
+
+    async def save(self, space: str, rows: Sequence[Row]) -> None:
+        held = self.spaces.setdefault(space, {})
+        for row in rows:
+            old = held.get(row.key)
+            if old is None or (row.rank, row.tiebreak) > (old.rank, old.tiebreak):
+                held[row.key] = row
+
+    async def forget(self, space: str, keys: Sequence[str]) -> None:
+        held = self.spaces.get(space, {})
+        for key in keys:
+            held.pop(key, None)
+
+    def load(self, space: str) -> list[Row]:
+        return sorted(self.spaces.get(space, {}).values(), key=lambda r: r.key)

@@ -15,6 +15,14 @@ copy the owner stops confirming expires, so stale copies do not pile up. A node 
 changed (its predecessor did) asks its replicas for each key, in parallel, before it first
 serves or writes it again: a write the previous owner got to only some replicas is not lost.
 
+With a data dir (the `Durable` port), every copy a node takes is on its disk before it says
+so: the owner saves a write while the replicas save theirs, and answers once all are done, so
+an acknowledged write survives the whole ring restarting. A restarted node starts from what
+its disk holds and the same mechanisms bring it up to date (the newest copy wins). A delete
+leaves a tombstone that outranks every older copy; the owner collects it after
+`tombstone_ttl`, so a node must not come back with copies older than that (the node process
+drops a data dir that has been away longer).
+
 A small value rides in the routed request. A larger one is sent once: a small request routed
 to the key finds the owner, then the value goes straight to it; a node that does not own the
 key (any more) refuses, and the client locates the owner again.
@@ -31,7 +39,7 @@ from typing import Any
 
 from chord.ids import between, between_right
 from chord.kbr import Forward, Kbr, LookupFailed, NeighborChange
-from chord.ports import InvalidRequest, PeerUnavailable, RemoteError
+from chord.ports import Durable, Forgetful, InvalidRequest, PeerUnavailable, RemoteError, Row
 from chord.state import NodeRef
 from chordcast.v1 import storage_pb2 as spb
 
@@ -44,6 +52,8 @@ BATCH_BYTES = 2 << 20  # stays well under gRPC's default 4 MiB message limit
 # Larger values are not routed hop by hop: the owner is located first, then sent the value.
 INLINE_VALUE_BYTES = 8 << 10
 DIRECT_TRIES = 2  # owners located for one direct put before it falls back to routing the value
+SPACE = "items"  # where copies live on a node's disk
+TOMBSTONE_TTL = 7 * 24 * 3600.0  # seconds a delete is remembered (Cassandra's gc_grace: 10 days)
 
 
 class StorageError(Exception):
@@ -74,13 +84,18 @@ class Record:
     # The ownership epoch (see Storage.update) in which this node, as the owner, knew this to
     # be the newest copy; -1: it may not be (a replica's copy, or from before a range change).
     settled: int = -1
+    written_ms: int = 0  # when the owner wrote this version (wall clock)
 
     @property
     def rank(self) -> tuple[int, bytes]:
         return self.version, self.hash
 
     def to_pb(self) -> spb.Item:
-        return spb.Item(key=self.key, value=self.value, version=self.version, deleted=self.deleted)
+        return spb.Item(key=self.key, value=self.value, version=self.version, deleted=self.deleted,
+                        written_ms=self.written_ms)
+
+    def to_row(self) -> Row:
+        return Row(self.key, self.version, self.hash, self.to_pb().SerializeToString())
 
 
 class _KeyWrites:
@@ -122,8 +137,11 @@ class Storage:
     one_hop = True  # `forward` only passes messages on: the location cache may skip the hops
 
     def __init__(self, kbr: Kbr, replicas: int = 3, sync_interval: float = 5.0,
-                 max_bytes: int | None = None) -> None:
+                 max_bytes: int | None = None, durable: Durable | None = None,
+                 tombstone_ttl: float = TOMBSTONE_TTL) -> None:
         self.kbr = kbr
+        self.durable: Durable = durable or Forgetful()
+        self.tombstone_ttl = tombstone_ttl
         self.replicas = replicas
         # Value bytes this node takes as the owner of new writes, at most (None: no bound).
         # Copies from other owners are always kept (refusing them would lose replicas).
@@ -139,8 +157,18 @@ class Storage:
             "put": self._owner_put, "get": self._owner_get, "delete": self._owner_delete,
             "locate": self._owner_locate}
         self._from_peer: dict[str, Callable[[Any], spb.StorageSyncReply]] = {
-            "store": self._on_store, "digest": self._on_digest, "fetch": self._on_fetch}
+            "digest": self._on_digest, "fetch": self._on_fetch}
         kbr.register(self)
+        self._restore()
+
+    def _restore(self) -> None:
+        """Start from the copies on disk, each to be checked with the replicas before it is
+        served (`settled` -1), as after any change of range."""
+        for row in self.durable.load(SPACE):
+            try:
+                self._keep(self._record(spb.Item.FromString(row.value)))
+            except Exception as exc:  # a row this version cannot read: say so, keep going
+                log.warning("skipping stored item %r: %s", row.key, exc)
 
     # ================================================================ client operations
     async def put(self, key: str, value: bytes) -> tuple[NodeRef, int]:
@@ -279,8 +307,12 @@ class Storage:
                 version = max(rec.version if rec is not None else 0, writes.top) + 1
                 writes.top = version
             new = Record(key, self.kbr.space.hash_key(key), value, version, deleted,
-                         self.kbr.clock.now(), value_hash(value, deleted), epoch)
-            await self._replicate([new])
+                         self.kbr.clock.now(), value_hash(value, deleted), epoch,
+                         int(self.kbr.clock.wall() * 1000))
+            if self.durable.keeps:  # on our disk while the replicas put it on theirs
+                await asyncio.gather(self._replicate([new]), self._save([new]))
+            else:
+                await self._replicate([new])
             self._keep(new)
             return found, version
         finally:
@@ -293,6 +325,8 @@ class Storage:
         op = msg.WhichOneof("op")
         if op == "put":
             return (await self._on_put(msg.put)).SerializeToString()
+        if op == "store":
+            return (await self._on_store(msg.store)).SerializeToString()
         handler = self._from_peer.get(op or "")
         if handler is None:
             raise InvalidRequest("empty storage sync message")
@@ -309,9 +343,10 @@ class Storage:
             reply = spb.StorageReply(error=str(exc), full=isinstance(exc, StorageFull))
         return spb.StorageSyncReply(put=reply)
 
-    def _on_store(self, store: spb.ItemBatch) -> spb.StorageSyncReply:
-        for item in store.items:
-            self._accept(item)
+    async def _on_store(self, store: spb.ItemBatch) -> spb.StorageSyncReply:
+        """Copies from an owner: answered once they are on our disk (the owner's write is
+        acknowledged after that)."""
+        await self._save([rec for item in store.items if (rec := self._accept(item))])
         return spb.StorageSyncReply()
 
     def _on_digest(self, digest: spb.Digest) -> spb.StorageSyncReply:
@@ -399,18 +434,25 @@ class Storage:
         if pred is None:
             return  # we cannot tell what we own: expire nothing
         cutoff = self.kbr.clock.now() - self.replica_ttl
-        for key in [k for k, r in self.items.items() if not self.kbr.owns(r.key_id)
-                    and r.touched < cutoff]:
+        gone = [k for k, r in self.items.items() if not self.kbr.owns(r.key_id)
+                and r.touched < cutoff]
+        # Tombstones old enough that no copy they outrank can still come back (see the
+        # module's note): the owner stops confirming them, and its replicas let them expire.
+        forgotten_ms = int((self.kbr.clock.wall() - self.tombstone_ttl) * 1000)
+        gone += [r.key for r in owned if r.deleted and 0 < r.written_ms < forgotten_ms]
+        for key in gone:
             self._bytes -= len(self.items.pop(key).value)
+        if gone and self.durable.keeps:
+            await self.durable.forget(SPACE, gone)
 
     async def _sync_with(self, node: NodeRef, digest: bytes, keys: set[str]) -> None:
         try:
             reply = spb.StorageSyncReply.FromString(await self.kbr.send(node, APP, digest))
         except (PeerUnavailable, RemoteError):
             return
-        for item in reply.newer.items:
-            if item.key in keys:
-                self._accept(item)  # a write we missed (two owners for a while): it wins
+        # A write we missed (two owners for a while): it wins.
+        await self._save([rec for item in reply.newer.items
+                          if item.key in keys and (rec := self._accept(item))])
         wanted = [self.items[k] for k in reply.wanted.keys if k in keys and k in self.items]
         if wanted:
             await self._push(node, wanted)
@@ -422,23 +464,36 @@ class Storage:
             return []
         return [r for r in self.items.values() if self.kbr.owns(r.key_id)]
 
-    def _keep(self, new: Record) -> None:
-        """Hold `new` unless we hold a copy that ranks higher (equal: just confirm ours)."""
+    def _keep(self, new: Record) -> bool:
+        """Hold `new` unless we hold a copy that ranks higher (equal: just confirm ours).
+        Whether it is new here."""
         rec = self.items.get(new.key)
         if rec is None or new.rank > rec.rank:
             self._bytes += len(new.value) - (len(rec.value) if rec is not None else 0)
             self.items[new.key] = new
-        elif new.rank == rec.rank:
+            return True
+        if new.rank == rec.rank:
             rec.touched = new.touched
+        return False
 
-    def _accept(self, item: spb.Item) -> None:
-        """Take a copy from another node if it ranks higher than ours: a newer version, or
-        the same version with a higher value hash, so that every node picks the same one."""
+    def _record(self, item: spb.Item) -> Record:
         if not item.key or len(item.value) > MAX_VALUE_BYTES:
             raise InvalidRequest("malformed item")
-        self._keep(Record(item.key, self.kbr.space.hash_key(item.key), item.value, item.version,
-                          item.deleted, self.kbr.clock.now(),
-                          value_hash(item.value, item.deleted)))
+        return Record(item.key, self.kbr.space.hash_key(item.key), item.value, item.version,
+                      item.deleted, self.kbr.clock.now(), value_hash(item.value, item.deleted),
+                      written_ms=item.written_ms)
+
+    def _accept(self, item: spb.Item) -> Record | None:
+        """Take a copy from another node if it ranks higher than ours: a newer version, or
+        the same version with a higher value hash, so that every node picks the same one.
+        The record when it was taken (to be saved), else None."""
+        rec = self._record(item)
+        return rec if self._keep(rec) else None
+
+    async def _save(self, records: list[Record]) -> None:
+        """On disk before we answer for them (nothing to do without a data dir)."""
+        if records and self.durable.keeps:
+            await self.durable.save(SPACE, [r.to_row() for r in records])
 
     async def _local_or_repair(self, key: str) -> Record | None:
         """Our copy when we know it is the newest; else (a join or a crash changed our range,
@@ -457,9 +512,9 @@ class Storage:
                 return None
             return reply.item if reply.found else None
 
-        for item in await asyncio.gather(*(ask(n) for n in self.kbr.replica_set(self.replicas))):
-            if item is not None:
-                self._accept(item)
+        answers = await asyncio.gather(*(ask(n) for n in self.kbr.replica_set(self.replicas)))
+        await self._save([rec for item in answers if item is not None
+                          and (rec := self._accept(item))])
         rec = self.items.get(key)
         if rec is not None and self._epoch == epoch:
             rec.settled = epoch

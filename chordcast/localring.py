@@ -38,6 +38,7 @@ class NodeProcess:
     proc: subprocess.Popen[bytes]
     log: Path
     metrics: str = ""  # host:port of /metrics, when the node serves it
+    cmd: list[str] = field(default_factory=list)  # how it was started (see `respawn`)
 
     @property
     def alive(self) -> bool:
@@ -77,8 +78,6 @@ class LocalRing:
               prefix: list[str] | None = None, extra: list[str] | None = None) -> NodeProcess:
         """Start a node process without waiting for it (see `wait_ready`). `prefix` wraps the
         command (e.g. `ip netns exec NS`); `join` defaults to up to three live nodes."""
-        index = len(self.nodes)
-        log = self._logdir / f"node{index}.log"
         cmd = [*(prefix or []), sys.executable, "-m", "chordcast", "node",
                "--listen", listen or f"{self.host}:0", "--id-bits", str(self.space.bits),
                "--discover", "none", *self.extra_args, *(extra or [])]
@@ -86,10 +85,20 @@ class LocalRing:
             cmd += ["--metrics-port", "0"]
         for seed in join if join is not None else [n.address for n in self.live()[:3]]:
             cmd += ["--join", seed]
+        return self._run(cmd)
+
+    def respawn(self, node: NodeProcess) -> NodeProcess:
+        """The same node again (same command line: address, data dir, seeds), after it
+        stopped; a new log. Wait for it with `wait_ready`."""
+        assert not node.alive, "stop the node first"
+        return self._run(node.cmd)
+
+    def _run(self, cmd: list[str]) -> NodeProcess:
+        log = self._logdir / f"node{len(self.nodes)}.log"
         with open(log, "wb") as err:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        node = NodeProcess("", proc, log)
+        node = NodeProcess("", proc, log, cmd=cmd)
         self.nodes.append(node)
         return node
 

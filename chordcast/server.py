@@ -10,6 +10,7 @@ import errno
 import logging
 import random
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,10 +22,12 @@ from grpc_reflection.v1alpha import reflection
 from chord.ids import IdSpace
 from chord.kbr import Kbr
 from chord.node import ChordNode, JoinFailed, NodeConfig
-from chord.storage import Storage
+from chord.storage import SPACE as ITEMS
+from chord.storage import TOMBSTONE_TTL, Storage
 from chordcast import link
 from chordcast.address import join_address, split_address
 from chordcast.authz import AuthInterceptor, caller, claims_checker
+from chordcast.datadir import DataDir, open_data_dir
 from chordcast.discovery.logic import Identity, Responder
 from chordcast.discovery.net import interface_for, resolve_seeds
 from chordcast.discovery.service import DiscoveryConfig, DiscoveryListener, find_ring
@@ -47,6 +50,10 @@ HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 # One node per port: with gRPC's default SO_REUSEPORT a second server binds a busy port and
 # the kernel spreads connections over both.
 SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
+ALIVE_EVERY = 60.0  # seconds between notes in the data dir that the node is up
+PEERS_EVERY = 2.0  # seconds between looks at which peers to remember there
+MAX_PEERS = 16
+REJOIN_WAIT = 15.0  # seconds a restarted node tries the peers it remembers before founding
 
 
 @dataclass
@@ -76,6 +83,9 @@ class NodeOptions:
     # A plaintext port that serves grpc.health.v1 only (on the metrics host): probes that
     # cannot present a client certificate (kubelet's gRPC probe) still see the node's health.
     health_port: int | None = None
+    # Where the node keeps its keys and group copies across restarts (None: memory only).
+    data_dir: str | None = None
+    tombstone_ttl: float = TOMBSTONE_TTL  # seconds a delete is remembered
 
 
 class NodeServer:
@@ -101,6 +111,7 @@ class NodeServer:
         self.in_ring = False
         self.health_server: grpc.aio.Server | None = None
         self.health_address = ""
+        self.data: DataDir | None = None
 
     async def start(self) -> str:
         """Bind, build the protocol objects, start serving, then join. Returns the address."""
@@ -127,16 +138,20 @@ class NodeServer:
         if self.tls is not None:
             _check_identity(self.tls.config, advertise)
         # The OS's entropy for request ids a peer echoes (no other may guess them).
+        if opts.data_dir is not None:
+            self.data = self._open_data_dir(opts.data_dir, advertise)
         self.node = ChordNode(self.space, advertise, self.transport, config,
                               observer=self.metrics, secure_rng=random.SystemRandom())
         self.kbr = Kbr(self.node)
         self.storage = Storage(self.kbr, replicas=opts.replicas,
-                               max_bytes=opts.max_stored_bytes)
+                               max_bytes=opts.max_stored_bytes, durable=self.data,
+                               tombstone_ttl=opts.tombstone_ttl)
         # Destroy tokens and message ids from the OS's entropy (as `secrets` draws them); the
         # protocol takes any rng, so the simulator stays reproducible with a seeded one.
         # With TLS, a group's root believes only what its principal signed (chordcast.proofs).
         self.scribe = Scribe(self.kbr, opts.scribe, random.SystemRandom(),
-                             proofs=ProofChecker(self.tls) if self.tls is not None else None)
+                             proofs=ProofChecker(self.tls) if self.tls is not None else None,
+                             durable=self.data)
         self.server.add_generic_rpc_handlers(
             [chord_handler(self.node.handle, self.streams, self.metrics.rpc, self._authorize)])
         client_pb2_grpc.add_NodeApiServicer_to_server(
@@ -171,8 +186,42 @@ class NodeServer:
         self.node.start()
         self.storage.start()
         self.scribe.start()
+        if self.data is not None:
+            self.node.spawn(self._note_alive(self.data))
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return advertise
+
+    def _open_data_dir(self, path: str, advertise: str) -> DataDir:
+        data = open_data_dir(path, advertise, self.space.bits)
+        stored = len(data.load(ITEMS))
+        away = time.time() - data.last_alive_ms / 1000
+        if not data.created and away > self.options.tombstone_ttl and stored:
+            # Deletes made meanwhile may be collected already: these copies could bring
+            # deleted keys back. The ring's replicas have what is current.
+            log.warning("%s: the data dir %s was away for %.0f h, longer than a delete is "
+                        "remembered (%.0f h): dropping its %d stored items", advertise, path,
+                        away / 3600, self.options.tombstone_ttl / 3600, stored)
+            data.clear(ITEMS)
+        log.info("%s: data dir %s (%s)", advertise, path,
+                 "new" if data.created else f"{stored} stored items, groups restored")
+        return data
+
+    async def _note_alive(self, data: DataDir) -> None:
+        """Keep the data dir's notes current: when the node was last up, and which nodes
+        of its ring it knows (where it rejoins after a restart)."""
+        noted, remembered = 0.0, [""]
+        while True:
+            state = self.node.state
+            known = [n.address for n in [*state.successors, state.predecessor, *state.fingers]
+                     if n is not None and n.address != self.node.me.address]
+            peers = list(dict.fromkeys(known))[:MAX_PEERS]
+            if peers and peers != remembered:
+                await data.remember_peers(peers)
+                remembered = peers
+            if self.node.clock.now() - noted >= ALIVE_EVERY:
+                await data.alive()
+                noted = self.node.clock.now()
+            await self.node.clock.sleep(PEERS_EVERY)
 
     def _authorize(self, context: grpc.aio.ServicerContext
                    ) -> Callable[[str, Message], None] | None:
@@ -201,6 +250,9 @@ class NodeServer:
                                               self.identity)
             await self.listener.start()
         seeds = [*opts.join, *await resolve_seeds(opts.join_dns)]
+        remembered = self.data.peers() if self.data is not None else []
+        if remembered and await self._rejoin(seeds, remembered):
+            return
         failure = ""
         if seeds:
             try:
@@ -222,6 +274,27 @@ class NodeServer:
         if opts.require_join:
             raise JoinFailed(failure or "no seed to join through")
 
+    async def _rejoin(self, seeds: list[str], remembered: list[str]) -> bool:
+        """A node restarted with its data dir goes back to its ring: through its seeds or
+        the peers it remembers. When none answers, the ring may be restarting whole: the
+        node with the lowest address founds it again at once, the others keep trying for
+        REJOIN_WAIT (so a ring restarted at once comes back as one ring, not several).
+        False: nobody answered (the caller goes on as for a first start)."""
+        me = self.node.me.address
+        first = min([me, *remembered], key=_address_order) == me
+        deadline = self.node.clock.now() + REJOIN_WAIT
+        while True:
+            try:
+                await self.node.join([*seeds, *remembered])
+                log.info("%s rejoined its ring", me)
+                return True
+            except JoinFailed as exc:
+                if first or self.node.clock.now() >= deadline:
+                    log.info("%s: none of the %d peers it remembers answers (%s)", me,
+                             len(remembered), exc)
+                    return False
+            await self.node.clock.sleep(0.5)
+
     async def _set_health(self, status: int) -> None:
         for service in ("", SERVICE_NAME, NODE_API, MULTICAST):
             await self.health.set(service, status)
@@ -240,6 +313,12 @@ class NodeServer:
                 await self.health_server.stop(grace=None)
             await self.transport.close()
             self.metrics.close()
+            self.close_data()
+
+    def close_data(self) -> None:
+        """Flush and close the data dir (after serving stopped: nothing writes any more)."""
+        if self.data is not None:
+            self.data.close()
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
@@ -313,3 +392,8 @@ def _host_address() -> str:
         raise ValueError("listening on a wildcard address: give --advertise HOST:PORT "
                          "(this host's name does not resolve to a reachable address)")
     return ip
+
+
+def _address_order(address: str) -> tuple[str, int]:
+    host, port = split_address(address)
+    return host, port

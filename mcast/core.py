@@ -20,6 +20,7 @@ from chord.state import NodeRef
 from chord.wire import node_to_pb
 from chordcast.v1 import chord_pb2 as cpb
 from chordcast.v1 import mcast_pb2 as mpb
+from mcast.disk import GroupDisk
 from mcast.tree import GroupState, RootState
 
 APP = "scribe"
@@ -130,11 +131,12 @@ class ScribeCore:
     """One node's Scribe state and the messaging every part uses."""
 
     def __init__(self, kbr: Kbr, config: ScribeConfig, rng: random.Random,
-                 proofs: Proofs) -> None:
+                 proofs: Proofs, disk: GroupDisk) -> None:
         self.kbr = kbr
         self.config = config
         self.rng = rng
         self.proofs = proofs
+        self.disk = disk
         self.groups: dict[str, GroupState] = {}
         self.roots: dict[str, RootState] = {}
         self.replicas: dict[str, RootState] = {}

@@ -121,6 +121,7 @@ class Roots:
         log.info("%s is now the root of %r at seq %d", core.me.address, name, replica.counter)
         for copy in replica.to_replicas():
             await self._replicate(copy)
+        await core.disk.save(replica, replica.committed, replica.archive)
         return replica
 
     async def _fetch_replica(self, name: str) -> RootState | None:
@@ -149,11 +150,12 @@ class Roots:
             return_exceptions=True)
         return sum(1 for r in results if not isinstance(r, BaseException))
 
-    def on_replica(self, op: mpb.ReplicaOp) -> bytes:
-        """A copy from the root (or its drop), or a new root asking for our copy."""
+    async def on_replica(self, op: mpb.ReplicaOp) -> bytes:
+        """A copy from the root (or its drop), or a new root asking for our copy. A copy is
+        on our disk before we acknowledge it (see mcast.disk)."""
         core = self.core
         if op.drop:
-            core.replicas.pop(op.name, None)
+            await core.disk.drop(op.name, core.replicas.pop(op.name, None))
             return direct_reply()
         if not op.HasField("record"):  # a new root asking for our copy
             copy = core.replicas.get(op.name) or core.roots.get(op.name)
@@ -169,9 +171,10 @@ class Roots:
             return direct_reply()  # we are the root ourselves (a stale copy arrives late)
         existing = core.replicas.get(op.name)
         if existing is None:
-            core.replicas[op.name] = RootState.from_replica(op)
+            existing = core.replicas[op.name] = RootState.from_replica(op)
         else:
             existing.merge(op)
+        await core.disk.save(existing, existing.committed, op.messages)
         return direct_reply()
 
     def on_roots_query(self) -> bytes:
@@ -212,6 +215,7 @@ class Roots:
         g.is_root, g.parent, g.last = True, None, 0
         for copy in root.to_replicas():
             await self._replicate(copy)
+        await core.disk.save(root, 0, [])
         return reply(token=token, root=core.pb(core.me))
 
     async def on_publish(self, op: mpb.PublishOp) -> bytes:
@@ -309,11 +313,14 @@ class Roots:
                 _settle(pipe.waiters.pop(seq), seq <= root.committed)
 
     async def _copy(self, name: str, root: RootState, batch: list[mpb.GroupMessage]) -> bool:
-        """One batch to the replica set: did any replica take it (or is there none)?"""
-        if not self.core.kbr.replica_set(self.core.config.replicas):
-            return True
-        return await self._replicate(mpb.ReplicaOp(name=name, record=root.record,
-                                                   counter=batch[-1].seq, messages=batch)) > 0
+        """One batch to the replica set: did any replica take it (or is there none)? Then
+        on our own disk too, before the senders are told (see mcast.disk)."""
+        if self.core.kbr.replica_set(self.core.config.replicas) and await self._replicate(
+                mpb.ReplicaOp(name=name, record=root.record, counter=batch[-1].seq,
+                              messages=batch)) == 0:
+            return False
+        await self.core.disk.save(root, batch[-1].seq, batch)
+        return True
 
     async def on_destroy(self, op: mpb.DestroyOp) -> bytes:
         root = await self.root(op.name)
@@ -329,6 +336,7 @@ class Roots:
                 return reply(error=f"permission denied: {refused}", code="denied")
         del self.core.roots[op.name]
         await self._replicate(mpb.ReplicaOp(name=op.name, drop=True))
+        await self.core.disk.drop(op.name, root)
         await self.children.end(op.name)
         return reply()
 

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from chord.kbr import Forward, Kbr, LookupFailed, NeighborChange
-from chord.ports import InvalidRequest, PeerUnavailable, RemoteError
+from chord.ports import Durable, Forgetful, InvalidRequest, PeerUnavailable, RemoteError
 from chord.state import NodeRef
 from chord.wire import node_from_pb
 from chordcast.v1 import mcast_pb2 as mpb
@@ -52,6 +52,7 @@ from mcast.core import (
     direct_reply,
     reply,
 )
+from mcast.disk import GroupDisk
 from mcast.repair import Repair
 from mcast.roots import Roots
 from mcast.tree import ANYCAST, Event, GroupState, Member, RootState, TreeRole
@@ -90,11 +91,18 @@ class Scribe:
     name = APP
 
     def __init__(self, kbr: Kbr, config: ScribeConfig | None = None,
-                 rng: random.Random | None = None, proofs: Proofs | None = None) -> None:
+                 rng: random.Random | None = None, proofs: Proofs | None = None,
+                 durable: Durable | None = None) -> None:
         """`proofs`: how a group's root checks that a publish or destroy comes from the
-        principal named in it (see `Proofs`; none to check by default)."""
+        principal named in it (see `Proofs`; none to check by default). `durable`: where the
+        group copies this node holds are kept across restarts (memory only by default)."""
+        disk = GroupDisk(durable or Forgetful())
         self._core = ScribeCore(kbr, config or ScribeConfig(), rng or random.Random(),
-                                proofs or Trusting())
+                                proofs or Trusting(), disk)
+        # Copies from before a restart wait as replicas: the group's root, once asked,
+        # takes over from the best copy in its replica set (as after any root change).
+        for state in disk.load():
+            self._core.replicas[state.record.name] = state
         self._children = Children(self._core)
         self._roots = Roots(self._core, self._children)
         self._repair = Repair(self._core, self._children)
@@ -467,7 +475,7 @@ class Scribe:
         return self._repair.on_range(op.range)
 
     async def _direct_replica(self, op: mpb.McastDirect, sender: NodeRef) -> bytes:
-        return self._roots.on_replica(op.replica)
+        return await self._roots.on_replica(op.replica)
 
     async def _direct_anycast(self, op: mpb.McastDirect, sender: NodeRef) -> bytes:
         g = self.groups.get(op.anycast.name)

@@ -17,7 +17,7 @@ from chord import invariants
 from chord.ids import IdSpace
 from chord.kbr import Kbr
 from chord.node import ChordNode, NodeConfig
-from chord.ports import Observer, VirtualClock
+from chord.ports import MemoryDisk, Observer, VirtualClock
 from chord.sim.memnet import MemoryNetwork
 from chord.storage import Storage
 
@@ -44,6 +44,9 @@ class SimRing:
     # More applications per node (e.g. multicast): name -> factory(kbr, rng) returning an
     # object with a start() method. Kept as factories so this module stays below the apps.
     app_factories: dict[str, Callable[[Kbr, random.Random], Any]] = field(default_factory=dict)
+    # Data dirs in memory by address (None: nodes keep nothing): a node restarted at an
+    # address starts from what its disk there holds. An app reaches its node's disk here.
+    disks: dict[str, MemoryDisk] | None = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -62,12 +65,17 @@ class SimRing:
             clock=VirtualClock(), rng=random.Random(self.rng.random()), observer=self.observer,
         )
         kbr = Kbr(node)
-        storage = (Storage(kbr, replicas=self.replicas, sync_interval=self.sync_interval)
+        storage = (Storage(kbr, replicas=self.replicas, sync_interval=self.sync_interval,
+                           durable=self.disk(address))
                    if self.with_storage else None)
         self.net.register(address, node.handle)
         apps = {name: make(kbr, random.Random(self.rng.random()))
                 for name, make in self.app_factories.items()}
         return SimNode(node, kbr, storage, apps)  # type: ignore[arg-type]
+
+    def disk(self, address: str) -> MemoryDisk | None:
+        """The data dir of the node at `address` (None in a ring without disks)."""
+        return None if self.disks is None else self.disks.setdefault(address, MemoryDisk())
 
     def _start(self, sim: SimNode) -> None:
         sim.node.start()
@@ -148,7 +156,8 @@ class SimRing:
         return failed
 
     async def restart(self, address: str) -> SimNode:
-        """A crashed node comes back at the same address with empty state and re-joins."""
+        """A crashed node comes back at the same address and re-joins, with what its disk
+        holds (empty state in a ring without disks)."""
         if address in self.nodes:
             await self.crash(address)
         return await self.add(address)

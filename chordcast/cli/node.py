@@ -59,7 +59,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         max_stored_bytes=args.max_stored_bytes,
         member_buffer=args.member_buffer,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host,
-        tls=tls,
+        tls=tls, data_dir=args.data_dir, tombstone_ttl=args.tombstone_ttl,
     )
     return asyncio.run(_run_node(options))
 
@@ -73,6 +73,7 @@ async def _run_node(options: NodeOptions) -> int:
         await ns.server.stop(grace=None)
         if ns.health_server is not None:
             await ns.health_server.stop(grace=None)
+        ns.close_data()
         return 1
     metrics = f" metrics on {ns.metrics_address}" if ns.metrics_address else ""
     if ns.health_address:
@@ -213,6 +214,13 @@ def register(sub: Any) -> None:
     node.add_argument("--member-buffer", type=at_least(int, 1024), default=16 << 20,
                       metavar="BYTES", help="unread payload a subscriber may fall behind by "
                       "before it is told it lagged and resumes from the archive (16 MiB)")
+    node.add_argument("--data-dir", metavar="DIR",
+                      help="keep stored keys and group state here across restarts (SQLite; "
+                      "one per node, same --listen/--advertise every time; default: memory "
+                      "only, a restart loses what the node held)")
+    node.add_argument("--tombstone-ttl", type=at_least(float, 1.0), default=7 * 24 * 3600.0,
+                      metavar="SECONDS", help="how long a delete is remembered (default 7 "
+                      "days); a data dir away longer comes back without its keys")
     node.add_argument("--metrics-port", type=at_least(int, 0), metavar="PORT",
                       help="serve Prometheus metrics at http://HOST:PORT/metrics (0: any port)")
     node.add_argument("--metrics-host", metavar="HOST",

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63hordcast/v1/storage.proto\x12\x0c\x63hordcast.v1\"D\n\x04Item\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\"l\n\x0eStorageRequest\x12!\n\x03put\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.ItemH\x00\x12\r\n\x03get\x18\x02 \x01(\tH\x00\x12\x10\n\x06\x64\x65lete\x18\x03 \x01(\tH\x00\x12\x10\n\x06locate\x18\x04 \x01(\tH\x00\x42\x04\n\x02op\"m\n\x0cStorageReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12 \n\x04item\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Item\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\x0c\n\x04\x66ull\x18\x05 \x01(\x08\"\x99\x01\n\x0bStorageSync\x12(\n\x05store\x18\x01 \x01(\x0b\x32\x17.chordcast.v1.ItemBatchH\x00\x12&\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x14.chordcast.v1.DigestH\x00\x12\x0f\n\x05\x66\x65tch\x18\x03 \x01(\tH\x00\x12!\n\x03put\x18\x04 \x01(\x0b\x32\x12.chordcast.v1.ItemH\x00\x42\x04\n\x02op\".\n\tItemBatch\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.chordcast.v1.Item\"8\n\x06\x44igest\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\x10\n\x08versions\x18\x02 \x03(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"\xcb\x01\n\x10StorageSyncReply\x12$\n\x06wanted\x18\x01 \x01(\x0b\x32\x14.chordcast.v1.Digest\x12 \n\x04item\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Item\x12\r\n\x05\x66ound\x18\x03 \x01(\x08\x12&\n\x05newer\x18\x04 \x01(\x0b\x32\x17.chordcast.v1.ItemBatch\x12\'\n\x03put\x18\x05 \x01(\x0b\x32\x1a.chordcast.v1.StorageReply\x12\x0f\n\x07refused\x18\x06 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63hordcast/v1/storage.proto\x12\x0c\x63hordcast.v1\"X\n\x04Item\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\x12\x12\n\nwritten_ms\x18\x05 \x01(\x03\"l\n\x0eStorageRequest\x12!\n\x03put\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.ItemH\x00\x12\r\n\x03get\x18\x02 \x01(\tH\x00\x12\x10\n\x06\x64\x65lete\x18\x03 \x01(\tH\x00\x12\x10\n\x06locate\x18\x04 \x01(\tH\x00\x42\x04\n\x02op\"m\n\x0cStorageReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12 \n\x04item\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Item\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12\x0c\n\x04\x66ull\x18\x05 \x01(\x08\"\x99\x01\n\x0bStorageSync\x12(\n\x05store\x18\x01 \x01(\x0b\x32\x17.chordcast.v1.ItemBatchH\x00\x12&\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x14.chordcast.v1.DigestH\x00\x12\x0f\n\x05\x66\x65tch\x18\x03 \x01(\tH\x00\x12!\n\x03put\x18\x04 \x01(\x0b\x32\x12.chordcast.v1.ItemH\x00\x42\x04\n\x02op\".\n\tItemBatch\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.chordcast.v1.Item\"8\n\x06\x44igest\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\x10\n\x08versions\x18\x02 \x03(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"\xcb\x01\n\x10StorageSyncReply\x12$\n\x06wanted\x18\x01 \x01(\x0b\x32\x14.chordcast.v1.Digest\x12 \n\x04item\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Item\x12\r\n\x05\x66ound\x18\x03 \x01(\x08\x12&\n\x05newer\x18\x04 \x01(\x0b\x32\x17.chordcast.v1.ItemBatch\x12\'\n\x03put\x18\x05 \x01(\x0b\x32\x1a.chordcast.v1.StorageReply\x12\x0f\n\x07refused\x18\x06 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,17 +32,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chordcast.v1.storage_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ITEM']._serialized_start=44
-  _globals['_ITEM']._serialized_end=112
-  _globals['_STORAGEREQUEST']._serialized_start=114
-  _globals['_STORAGEREQUEST']._serialized_end=222
-  _globals['_STORAGEREPLY']._serialized_start=224
-  _globals['_STORAGEREPLY']._serialized_end=333
-  _globals['_STORAGESYNC']._serialized_start=336
-  _globals['_STORAGESYNC']._serialized_end=489
-  _globals['_ITEMBATCH']._serialized_start=491
-  _globals['_ITEMBATCH']._serialized_end=537
-  _globals['_DIGEST']._serialized_start=539
-  _globals['_DIGEST']._serialized_end=595
-  _globals['_STORAGESYNCREPLY']._serialized_start=598
-  _globals['_STORAGESYNCREPLY']._serialized_end=801
+  _globals['_ITEM']._serialized_end=132
+  _globals['_STORAGEREQUEST']._serialized_start=134
+  _globals['_STORAGEREQUEST']._serialized_end=242
+  _globals['_STORAGEREPLY']._serialized_start=244
+  _globals['_STORAGEREPLY']._serialized_end=353
+  _globals['_STORAGESYNC']._serialized_start=356
+  _globals['_STORAGESYNC']._serialized_end=509
+  _globals['_ITEMBATCH']._serialized_start=511
+  _globals['_ITEMBATCH']._serialized_end=557
+  _globals['_DIGEST']._serialized_start=559
+  _globals['_DIGEST']._serialized_end=615
+  _globals['_STORAGESYNCREPLY']._serialized_start=618
+  _globals['_STORAGESYNCREPLY']._serialized_end=821
 # @@protoc_insertion_point(module_scope)
