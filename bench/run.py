@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import cluster, dht, echo, mcast
+from bench import cluster, dht, durability, echo, mcast
 
 HERE = Path(__file__).resolve().parent
 PEER_PYTHON = HERE / ".venv-kademlia" / "bin" / "python"
@@ -144,6 +144,16 @@ def markdown(r: dict[str, Any]) -> str:
                   f"{m['out_of_order']} | gossipsub drops silently above 50 msg/s |",
                   f"| CPU per delivery, all processes, ms | {m['cpu_ms_per_delivery']:.2f} | "
                   "unary fan-out 0.74 (5.2 / 7), streaming 0.26 (1.8 / 7) |"]
+    if r.get("durability"):
+        mem, disk = r["durability"]["memory"], r["durability"]["data_dir"]
+        lines += ["", "Puts, ring-aware client, 4 node processes (3 replicas each), without "
+                  "and with `--data-dir` (SQLite WAL, synchronous=FULL, group commit)", "",
+                  "| figure | memory only | --data-dir | cost |", "|---|---|---|---|",
+                  f"| put p50 / p99, ms | {mem['put_p50_ms']:.2f} / {mem['put_p99_ms']:.2f} | "
+                  f"{disk['put_p50_ms']:.2f} / {disk['put_p99_ms']:.2f} | "
+                  f"{disk['put_p50_ms'] / mem['put_p50_ms']:.2f}x p50 |",
+                  f"| puts/s, 16 in flight | {mem['puts_per_s']:.0f} | "
+                  f"{disk['puts_per_s']:.0f} | {disk['puts_per_s'] / mem['puts_per_s']:.2f}x |"]
     if k is None:
         lines += ["", "kademlia: not measured (bench/.venv-kademlia missing; `make bench` "
                   "makes it)"]
@@ -178,6 +188,8 @@ def main() -> None:
                          else cluster.measure(4, 64, 200))
     result["multicast"] = (mcast.measure(back_to_back=5, rate=100, count=20, in_flight=8)
                            if args.smoke else mcast.measure())
+    result["durability"] = (durability.measure(nodes=3, count=30) if args.smoke
+                            else durability.measure())
     result["ratios"] = ratios(result)
     result["wall_seconds"] = time.monotonic() - started
     args.out.mkdir(parents=True, exist_ok=True)

@@ -70,10 +70,11 @@ class NodeMetrics(Observer):
         self.tree_repairs = Counter("chordcast_mcast_tree_repairs_total", "Re-joins after a "
                                     "tree parent stopped answering", registry=r)
         self.auth_refusals = Counter(
-            "chordcast_auth_refusals_total", "Calls refused on a TLS node, by reason: "
-            "no_identity (a CA-signed certificate without a chordcast identity), not_a_node "
-            "(a client certificate on the node-to-node service), spoofed_sender (a message "
-            "naming another node as its sender)", ["reason"], registry=r)
+            "chordcast_auth_refusals_total", "Calls refused, by reason: no_identity (a "
+            "CA-signed certificate without a chordcast identity), not_a_node (a client "
+            "certificate on the node-to-node service), spoofed_sender (a message naming "
+            "another node as its sender), peer_limit (a caller past --max-calls-per-peer)",
+            ["reason"], registry=r)
         # Not named `mcast_latency`: that is the Observer method below, and an attribute of
         # that name once shadowed it, so every real node failed while forwarding.
         self.mcast_latency_seconds = Histogram(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,20 +18,10 @@ import pytest
 from chordcast.client import Client
 from chordcast.localring import LocalRing, NodeProcess
 from chordcast.results import ClientError
+from tests.chordcast.ports import free_ports
 
 pytestmark = pytest.mark.slow
 NODES = 5
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class DurableRing:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,15 +16,10 @@ import pytest
 
 from chordcast import link
 from chordcast.transport import CHANNEL_OPTIONS
+from tests.chordcast.ports import free_port
 
 PATH = "/test.Echo/Link"
 Handler = Callable[[str, bytes], Awaitable[bytes]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @asynccontextmanager

@@ -11,16 +11,11 @@ import sys
 import pytest
 
 from chordcast.localring import LocalRing
+from tests.chordcast.ports import free_port
 
 pytestmark = pytest.mark.slow
 
 EXIT_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_node(*args: str) -> subprocess.CompletedProcess[str]:

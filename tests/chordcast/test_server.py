@@ -21,14 +21,9 @@ from chordcast.v1 import client_pb2 as cpb
 from chordcast.v1 import mcast_pb2 as mpb
 from chordcast.v1.client_pb2_grpc import NodeApiStub
 from chordcast.v1.mcast_pb2_grpc import MulticastStub
+from tests.chordcast.ports import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def status(address: str, service: str = "") -> str:

@@ -37,20 +37,10 @@ from chordcast.transport import GrpcTransport
 from chordcast.v1 import chord_pb2 as pb
 from chordcast.v1 import chord_pb2_grpc
 from chordcast.v1 import mcast_pb2 as mpb
+from tests.chordcast.ports import free_ports
 
 NODES = 5
 pytestmark = pytest.mark.slow
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def tls_args(issued: certs.Issued, ca: Path) -> list[str]:

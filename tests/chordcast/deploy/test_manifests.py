@@ -67,6 +67,8 @@ def test_kubernetes_wiring() -> None:
     args = [re.sub(r"\$\((\w+)\)", "x", a) for a in container["args"]]
     assert_cli(args)
     assert "--join-dns" in args and "--advertise" in args
+    assert data_dir_of(container, sts["volumeClaimTemplates"]) == "/var/lib/chordcast"
+    assert pod["spec"]["securityContext"]["fsGroup"] == 10001  # the volume is the node's
     assert docs[("PodDisruptionBudget", "chordcast")]["spec"]["maxUnavailable"] == 1
 
 
@@ -93,6 +95,9 @@ def test_compose_runs_five_nodes_prometheus_and_grafana() -> None:
         command = services[name]["command"]
         assert_cli(command)
         assert "--join" not in command  # they find each other by broadcast
+        # Each keeps its data in its own named volume, mounted at its --data-dir.
+        volume = f"{name}-data:{command[command.index('--data-dir') + 1]}"
+        assert services[name]["volumes"] == [volume] and f"{name}-data" in compose["volumes"]
     grafana = services["grafana"]["environment"]
     assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
     assert grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
@@ -115,9 +120,21 @@ def test_systemd_unit_runs_the_cli() -> None:
     text = (DEPLOY / "systemd" / "chordcast.service").read_text().replace("\\\n", " ")
     exec_start = re.search(r"^ExecStart=(.*)$", text, re.M).group(1)
     argv = shlex.split(exec_start.replace("${ADVERTISE}", "10.0.0.1:7000")
-                       .replace("$SEEDS", ""))
+                       .replace("$SEEDS", "").replace("${STATE_DIRECTORY}", "/var/lib/chordcast"))
     assert argv[0].endswith("/chordcast")
     assert_cli(argv[1:])
+    # The data dir is the unit's state directory (writable under ProtectSystem=strict).
+    assert re.search(r"^StateDirectory=chordcast$", text, re.M)
+    assert argv[argv.index("--data-dir") + 1] == "/var/lib/chordcast"
+
+
+def data_dir_of(container: dict, claims: list[dict]) -> str:
+    """The node's --data-dir, checked to be the mount of a claimed volume."""
+    args = container["args"]
+    path = args[args.index("--data-dir") + 1]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts[path] in {c["metadata"]["name"] for c in claims}
+    return str(path)
 
 
 def test_dashboard_is_generated_and_uses_the_provisioned_datasource() -> None:
@@ -163,6 +180,7 @@ def test_the_tls_statefulset_matches_the_schema_and_the_cli() -> None:
         assert args[args.index(flag) + 1].startswith("/tls/")
     assert container["volumeMounts"][0]["mountPath"] == "/tls"
     assert pod["volumes"][0]["secret"]["secretName"] == "chordcast-tls"
+    assert data_dir_of(container, docs[0]["spec"]["volumeClaimTemplates"]) == "/var/lib/chordcast"
 
 
 def test_the_tls_compose_override_gives_each_node_only_its_own_key() -> None:
