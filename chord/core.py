@@ -85,6 +85,10 @@ class NodeCore:
         # (random.SystemRandom); the simulator's seeded rng there, so runs stay reproducible.
         # Kept apart from `rng`, which draws often (jitter, gossip samples) and may be cheap.
         self.secure_rng = secure_rng or self.rng
+        # Which ring this node is in: drawn by the node that founds a ring, taken by every
+        # node that joins it. A node that must be in one ring (its data is that ring's) sets
+        # it before joining, and a join into another ring fails (ForeignRing).
+        self.ring_id = ""
         self.observer = observer or Observer()
         self.cache = LocationCache(space, self.me, self.config.location_cache, self.rng)
         self.upcalls: Upcalls = _NoApps()

@@ -76,11 +76,12 @@ class Handlers:
         st = node.state
         key = (st.successors, st.predecessor)
         cached_succ, cached_pred, reply = self._neighbors_cache
-        if cached_succ is not key[0] or cached_pred != key[1]:
+        if cached_succ is not key[0] or cached_pred != key[1] or reply.ring != node.ring_id:
             reply = pb.GetNeighborsReply(
                 node=node.me_pb(),
                 predecessor=node_to_pb(node.space, st.predecessor) if st.predecessor else None,
                 successors=nodes_to_pb(node.space, st.successors),
+                ring=node.ring_id,
             )
             self._neighbors_cache = (st.successors, st.predecessor, reply)
         return reply

@@ -37,6 +37,10 @@ class JoinFailed(Exception):
     pass
 
 
+class ForeignRing(JoinFailed):
+    """The seed is in another ring than the one this node belongs to."""
+
+
 class ChordNode(NodeCore):
     """A Chord node: the core plus its parts (routing, maintenance, handlers) and its life
     cycle. Its methods are the public API the transports, KBR and the simulator use."""
@@ -70,6 +74,12 @@ class ChordNode(NodeCore):
             try:
                 owner = await self.routing.lookup_via(address, self.me.id)
                 if owner.address == self.me.address:
+                    # The ring still knows our previous run (restarted at the same address,
+                    # before the others noticed it stopped): our successor is the node after
+                    # us, which owns the next id.
+                    owner = await self.routing.lookup_via(
+                        address, (self.me.id + 1) % self.space.size)
+                if owner.address == self.me.address:
                     continue  # the seed was ourselves under another name (e.g. a DNS record)
                 if owner.id == self.me.id:
                     raise JoinFailed(f"identifier collision with {owner.address}")
@@ -77,6 +87,10 @@ class ChordNode(NodeCore):
             except (PeerUnavailable, RemoteError, LookupFailed) as exc:
                 reasons.append(f"{address}: {exc}")
                 continue
+            if self.ring_id and reply.ring and reply.ring != self.ring_id:
+                raise ForeignRing(f"this node belongs to ring {self.ring_id}, but {address} "
+                                  f"is in ring {reply.ring}")
+            self.ring_id = self.ring_id or reply.ring
             before = self.snapshot()
             self.state.adopt_successors(owner, nodes_from_pb(self.space, reply.successors))
             self.state.predecessor = None
@@ -85,6 +99,8 @@ class ChordNode(NodeCore):
             return
         if bootstrap and reasons:
             raise JoinFailed("could not join through any of: " + "; ".join(reasons))
+        if not self.ring_id:  # founding a ring
+            self.ring_id = f"{self.secure_rng.getrandbits(64):016x}"
 
     def start(self) -> None:
         """Start periodic maintenance (stabilize, fix fingers, check predecessor)."""

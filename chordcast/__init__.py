@@ -1,7 +1,7 @@
 """chordcast: a Chord DHT with Scribe multicast over gRPC — the node program and the client
 library.
 
-    from chordcast import Client, BlockingClient, ClientError
+    from chordcast import Client, BlockingClient, ClientError, TlsConfig
 
 The names are loaded on first use: protocol code imports the generated `chordcast.v1`
 messages, and that must not pull grpc and the client into the simulator's processes.
@@ -29,12 +29,14 @@ if TYPE_CHECKING:
         Stored,
         Value,
     )
+    from chordcast.tls import TlsConfig
 
 _WHERE = {
     "BlockingClient": "chordcast.blocking",
     "BlockingSubscription": "chordcast.blocking",
     "Client": "chordcast.client",
     "Subscription": "chordcast.client",
+    "TlsConfig": "chordcast.tls",
     **{name: "chordcast.results" for name in (
         "ClientError", "CreatedGroup", "Deleted", "GroupInfo", "GroupMessage", "GroupRole",
         "InboxMessage", "Lookup", "NodeInfo", "Peer", "Stored", "Value")},
@@ -55,6 +57,7 @@ __all__ = [
     "Peer",
     "Stored",
     "Subscription",
+    "TlsConfig",
     "Value",
 ]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import secrets
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -54,6 +55,7 @@ from chordcast.v1 import mcast_pb2 as mpb
 MESSAGE_LIMIT = 8 << 20
 MAX_RING_WALK = 100_000
 RING_VIEW_LIMIT = 4096  # nodes a ring-aware client walks to learn the ring
+UNREACHABLE_FOR = 30.0  # seconds an owner that did not answer stays out of the view
 SEND_ATTEMPTS = 3  # a send that timed out or lost its node is retried (same message id)
 _OPTIONS = [("grpc.max_send_message_length", MESSAGE_LIMIT),
             ("grpc.max_receive_message_length", MESSAGE_LIMIT),
@@ -144,6 +146,9 @@ class Client:
         self._space: IdSpace | None = None
         self.ring_aware = ring_aware
         self._view: list[tuple[int, str]] | None = None  # (id, address) sorted, as last seen
+        # Owners that could not be reached from here, and when: kept out of the view for a
+        # while (each try would cost a failed call before the request went another way).
+        self._unreachable: dict[str, float] = {}
         self._view_ids: list[int] = []  # the ids of _view, for bisect
 
     async def __aenter__(self) -> Client:
@@ -334,7 +339,13 @@ class Client:
     async def _owner_of(self, key: str) -> str | None:
         space = await self.space()
         if self._view is None:
-            infos = await self.ring(limit=RING_VIEW_LIMIT)
+            try:
+                infos = await self.ring(limit=RING_VIEW_LIMIT)
+            except ClientError:
+                # Some node cannot be reached from here (only some are published, say):
+                # without a view, every request goes through the node we reach and is
+                # routed from there; owners that answer and can be reached join the view.
+                infos = []
             self._set_view((int(i.node.id, 16), i.node.address) for i in infos)
         if not self._view:
             return None
@@ -352,7 +363,7 @@ class Client:
     async def _correct_view(self, key: str, owner: chord_pb2.Node) -> None:
         """The node that answered is the key's owner now: no live node lies between the key
         and it, so any such entry is stale; and the owner belongs in the view."""
-        if self._view is None or not owner.address:
+        if self._view is None or not owner.address or self._shunned(owner.address):
             return
         space = await self.space()
         kid, oid = space.hash_key(key), int.from_bytes(owner.id, "big")
@@ -364,7 +375,16 @@ class Client:
               and not (dist(kid, i) < dist(kid, oid))),
             (oid, owner.address)})
 
+    def _shunned(self, address: str) -> bool:
+        since = self._unreachable.get(address)
+        if since is not None and time.monotonic() - since > UNREACHABLE_FOR:
+            del self._unreachable[address]  # it may be back (a restart): try it again
+            return False
+        return since is not None
+
     def _drop(self, address: str) -> None:
+        if len(self._unreachable) < RING_VIEW_LIMIT:
+            self._unreachable[address] = time.monotonic()
         if self._view is not None:
             self._set_view((i, a) for i, a in self._view if a != address)
 

@@ -138,9 +138,20 @@ class DataDir:
         await self._submit("meta", ("peers", "\n".join(addresses)))
 
     def peers(self) -> list[str]:
+        return [a for a in self._meta("peers").split("\n") if a]
+
+    @property
+    def ring(self) -> str:
+        """The ring this data belongs to ("" until the node first joined or founded one)."""
+        return self._meta("ring")
+
+    async def belong_to(self, ring: str) -> None:
+        await self._submit("meta", ("ring", ring))
+
+    def _meta(self, key: str) -> str:
         with self._db_lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'peers'").fetchone()
-        return [a for a in (row[0] if row else "").split("\n") if a]
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else ""
 
     def clear(self, space: str) -> None:
         """Forget a whole space (at start, before anything else writes)."""

@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from chord.ids import IdSpace
 from chord.kbr import Kbr
-from chord.node import ChordNode, JoinFailed, NodeConfig
+from chord.node import ChordNode, ForeignRing, JoinFailed, NodeConfig
 from chord.storage import SPACE as ITEMS
 from chord.storage import TOMBSTONE_TTL, Storage
 from chordcast import link
@@ -181,7 +181,16 @@ class NodeServer:
             await self.health_server.start()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
-        await self._join_somewhere()
+        if self.data is not None:
+            self.node.ring_id = self.data.ring  # its data is that ring's: join no other
+        try:
+            await self._join_somewhere()
+        except ForeignRing as exc:
+            raise ForeignRing(f"{exc}: the data dir {opts.data_dir} holds the other ring's "
+                              f"data (give this node an empty --data-dir to join this "
+                              f"ring)") from None
+        if self.data is not None and self.data.ring != self.node.ring_id:
+            await self.data.belong_to(self.node.ring_id)
         self.in_ring = True
         self.node.start()
         self.storage.start()
@@ -273,6 +282,7 @@ class NodeServer:
             failure = failure or f"no ring answered {disc.mode} discovery"
         if opts.require_join:
             raise JoinFailed(failure or "no seed to join through")
+        await self.node.join([])  # found a new ring
 
     async def _rejoin(self, seeds: list[str], remembered: list[str]) -> bool:
         """A node restarted with its data dir goes back to its ring: through its seeds or
@@ -288,6 +298,8 @@ class NodeServer:
                 await self.node.join([*seeds, *remembered])
                 log.info("%s rejoined its ring", me)
                 return True
+            except ForeignRing:
+                raise
             except JoinFailed as exc:
                 if first or self.node.clock.now() >= deadline:
                     log.info("%s: none of the %d peers it remembers answers (%s)", me,

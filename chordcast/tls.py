@@ -104,18 +104,28 @@ class TlsConfig:
     key: Path
     ca: Path
 
+    def __post_init__(self) -> None:
+        for name in ("cert", "key", "ca"):  # paths given as strings work too
+            object.__setattr__(self, name, Path(getattr(self, name)))
+
     @classmethod
     def from_options(cls, cert: str | None, key: str | None, ca: str | None,
                      environ: dict[str, str] | None = None) -> TlsConfig | None:
         """From command-line values, each falling back to its CHORDCAST_TLS_* variable;
-        None when none is given. Some but not all is an error."""
+        None when none is given. Some but not all is an error. A certificate and its key
+        come from one place (both flags or both variables: never one identity's
+        certificate with another's key); the CA may come from either."""
         env = os.environ if environ is None else environ
-        if cert or key or ca:
-            env = {}  # flags and variables are never mixed: one node's cert, another's key
-        given = {"cert": cert or env.get(ENV["cert"]), "key": key or env.get(ENV["key"]),
-                 "ca": ca or env.get(ENV["ca"])}
+        if cert or key:
+            pair = {"cert": cert, "key": key}
+        else:
+            pair = {"cert": env.get(ENV["cert"]), "key": env.get(ENV["key"])}
+        given = {**pair, "ca": ca or env.get(ENV["ca"])}
         if not any(given.values()):
             return None
+        if (cert or key) and not (cert and key):
+            raise TlsError("give --tls-cert and --tls-key together (a certificate and its "
+                           "key come from one place; the CA may come from CHORDCAST_TLS_CA)")
         missing = [f"--tls-{k} (or {ENV[k]})" for k, v in given.items() if not v]
         if missing:
             raise TlsError(f"TLS needs a certificate, its key and the CA: missing "

@@ -195,8 +195,8 @@ class Roots:
                                f"groups", code="exhausted")
         limit = core.config.max_groups_per_owner
         if op.owner and sum(r.record.owner == op.owner for r in core.roots.values()) >= limit:
-            return reply(error=f"the root node holds {op.owner}'s limit of {limit} groups",
-                         code="exhausted")
+            return reply(error=f"the root node {core.me.address} holds {op.owner}'s limit "
+                               f"of {limit} groups", code="exhausted")
         # The right to destroy the group: unguessable where the node's rng draws from the
         # OS (a real node's does); seeded, so reproducible, in the simulator.
         token = f"{core.rng.getrandbits(128):032x}"

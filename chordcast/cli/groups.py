@@ -215,7 +215,8 @@ def register(sub: Any) -> None:
     def text_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("text", nargs="?", help="the payload as text")
         p.add_argument("--file", metavar="F", help="read the payload from a file (up to 1 MiB)")
-        p.add_argument("--sender", help="the sender name members see (default: the node)")
+        p.add_argument("--sender", help="the sender name members see (default: the node; "
+                       "on a ring with TLS, always the caller's certificate name)")
 
     p = client_cmd(gsub, "create", cmd_create, "create a group (prints its token)")
     p.add_argument("name")

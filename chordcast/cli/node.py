@@ -70,7 +70,10 @@ async def _run_node(options: NodeOptions) -> int:
         advertised = await ns.start()
     except Exception as exc:  # a bad address or port, or JoinFailed: no seed answered
         print(f"error: {exc}", file=sys.stderr)
-        await ns.server.stop(grace=None)
+        # The streams a seed opened back to us end first (stopped under them, gRPC logs
+        # each as an unhandled error).
+        await ns.streams.close(grace=0.5)
+        await ns.server.stop(grace=0.5)
         if ns.health_server is not None:
             await ns.health_server.stop(grace=None)
         ns.close_data()

@@ -34,18 +34,20 @@ class GetNeighborsRequest(_message.Message):
     def __init__(self, with_fingers: _Optional[bool] = ..., sample: _Optional[int] = ...) -> None: ...
 
 class GetNeighborsReply(_message.Message):
-    __slots__ = ("node", "predecessor", "successors", "fingers", "known")
+    __slots__ = ("node", "predecessor", "successors", "fingers", "known", "ring")
     NODE_FIELD_NUMBER: _ClassVar[int]
     PREDECESSOR_FIELD_NUMBER: _ClassVar[int]
     SUCCESSORS_FIELD_NUMBER: _ClassVar[int]
     FINGERS_FIELD_NUMBER: _ClassVar[int]
     KNOWN_FIELD_NUMBER: _ClassVar[int]
+    RING_FIELD_NUMBER: _ClassVar[int]
     node: Node
     predecessor: Node
     successors: _containers.RepeatedCompositeFieldContainer[Node]
     fingers: _containers.RepeatedCompositeFieldContainer[Node]
     known: _containers.RepeatedCompositeFieldContainer[Node]
-    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., predecessor: _Optional[_Union[Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., fingers: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., known: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+    ring: str
+    def __init__(self, node: _Optional[_Union[Node, _Mapping]] = ..., predecessor: _Optional[_Union[Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., fingers: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., known: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., ring: _Optional[str] = ...) -> None: ...
 
 class RectifyRequest(_message.Message):
     __slots__ = ("candidate",)

@@ -90,8 +90,10 @@ def test_tls_files_come_whole_or_not_at_all(tmp_path: Path) -> None:
     assert TlsConfig.from_options(None, None, None, environ={}) is None
     config = TlsConfig.from_options(None, None, None, environ=env)
     assert config is not None and config.cert == issued.cert
-    with pytest.raises(TlsError, match="missing --tls-key"):
+    with pytest.raises(TlsError, match="give --tls-cert and --tls-key together"):
         TlsConfig.from_options(str(issued.cert), None, str(tmp_path / "ca.pem"), environ={})
+    with pytest.raises(TlsError, match="missing --tls-ca"):
+        TlsConfig.from_options(str(issued.cert), str(issued.key), None, environ={})
     with pytest.raises(TlsError, match="cannot read"):
         TlsConfig.from_options(str(tmp_path / "nope.pem"), str(issued.key),
                                str(tmp_path / "ca.pem"), environ={})
@@ -109,10 +111,16 @@ def test_tls_files_must_fit_together(tmp_path: Path) -> None:
         TlsConfig.from_options(str(alice.cert), str(bob.key), ca, environ={})
     with pytest.raises(TlsError, match="not a CA certificate"):
         TlsConfig.from_options(str(alice.cert), str(alice.key), str(bob.cert), environ={})
-    # Flags and variables are never mixed (one certificate with another's key).
-    env = {"CHORDCAST_TLS_KEY": str(bob.key), "CHORDCAST_TLS_CA": ca}
-    with pytest.raises(TlsError, match="missing --tls-key"):
-        TlsConfig.from_options(str(alice.cert), None, ca, environ=env)
+    # A certificate and its key come from one place (never one identity's certificate with
+    # another's key); the CA may come from the environment.
+    env = {"CHORDCAST_TLS_CERT": str(alice.cert), "CHORDCAST_TLS_KEY": str(alice.key),
+           "CHORDCAST_TLS_CA": ca}
+    with pytest.raises(TlsError, match="give --tls-cert and --tls-key together"):
+        TlsConfig.from_options(str(bob.cert), None, None, environ=env)
+    as_bob = TlsConfig.from_options(str(bob.cert), str(bob.key), None, environ=env)
+    assert as_bob == TlsConfig(bob.cert, bob.key, tmp_path / "ca.pem")
+    assert TlsConfig.from_options(None, None, None, environ=env) == TlsConfig(
+        str(alice.cert), str(alice.key), ca)  # (strings are paths too)
 
 
 def test_no_two_addresses_share_a_certificate_name() -> None:

@@ -227,6 +227,15 @@ def test_a_data_dir_that_is_not_the_nodes_own_is_refused_with_one_line(
         assert foreign.stderr.strip().startswith(
             f"error: the data dir {mine} holds the data of the node at {address}, not {other}")
         assert len(foreign.stderr.strip().splitlines()) == 1
+        # The dir's ring is the one `address` founded; another ring's node is no seed for it.
+        stranger = ring.wait_ready(ring.spawn(join=[], listen=other))
+        elsewhere = run_node("--listen", address, "--data-dir", str(mine), "--join", other)
+        errors = [ln for ln in elsewhere.stderr.splitlines() if ln.startswith("error:")]
+        assert elsewhere.returncode == 1 and len(errors) == 1, elsewhere.stderr
+        assert "Traceback" not in elsewhere.stderr, elsewhere.stderr
+        assert "this node belongs to ring" in elsewhere.stderr
+        assert f"the data dir {mine} holds the other ring's data" in elsewhere.stderr
+        ring.terminate(stranger)
         corrupt = tmp_path / "corrupt"
         corrupt.mkdir()
         (corrupt / "chordcast.db").write_bytes(b"\x00garbage" * 1000)
