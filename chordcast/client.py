@@ -32,7 +32,7 @@ from chord.ids import IdError, IdSpace
 from chord.storage import MAX_VALUE_BYTES
 from chordcast import link
 from chordcast.address import split_address
-from chordcast.proofs import Signer, destroy_statement, now_ms, send_statement
+from chordcast.proofs import MessageChecker, Signer, destroy_statement, now_ms, send_statement
 from chordcast.results import (
     ClientError,
     CreatedGroup,
@@ -511,6 +511,10 @@ class Subscription:
         self._ended = False
         self.reconnects = 0
         self.access_node = ""
+        # On a ring with TLS every message is checked against its sender's signature: the
+        # nodes that pass it on could otherwise change it.
+        tls = client._tls
+        self._checker = MessageChecker(tls) if tls is not None else None
 
     async def __aenter__(self) -> Subscription:
         await self.open()
@@ -604,6 +608,12 @@ class Subscription:
             if msg.kind == "message":
                 if self.last_seq is not None and msg.seq <= self.last_seq:
                     continue  # already delivered before a reconnect
+                if self._checker is not None and (refused := self._checker.check(
+                        e.group, e.seq, e.sender, e.message_id, e.payload, e.proof)):
+                    raise ClientError(
+                        f"message {e.seq} of {self.name!r} is not what {e.sender or 'anyone'} "
+                        f"sent ({refused}): a node between the group's root and "
+                        f"{self.access_node} changed it", "DATA_LOSS")
                 self.last_seq = msg.seq
             elif msg.kind == "gap":
                 self.last_seq = max(self.last_seq or 0, msg.last_seq)

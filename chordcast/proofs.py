@@ -110,18 +110,26 @@ class ProofChecker:
         return self._check(op.principal, op.proof, destroy_statement(op.name, op.proof.signed_ms))
 
     def _check(self, principal: str, proof: mpb.Proof, signed: bytes) -> str | None:
+        now = self.clock()
+        if proof.signature and abs(now - proof.signed_ms) > WINDOW_MS:
+            return (f"the signature is {abs(now - proof.signed_ms) / 1000:.0f} s away from "
+                    f"this node's clock (at most {WINDOW_MS // 1000} s: are the clocks set?)")
+        refused = self.signed_by(principal, proof, signed, now)
+        if refused:
+            return refused
+        return self._first_time(hashlib.sha256(signed + proof.signature).digest(), now)
+
+    def signed_by(self, principal: str, proof: mpb.Proof, signed: bytes, now: int
+                  ) -> str | None:
+        """Did `principal` sign `signed`, with a certificate the CA issued and valid `now`?"""
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
 
         if not proof.signature or not proof.cert_pem:
-            return f"the operation carries no signature of {principal or 'its caller'}"
+            return f"it carries no signature of {principal or 'its sender'}"
         if len(proof.cert_pem) > MAX_PROOF_CERT:
-            return "the caller's certificate is too large"
-        now = self.clock()
-        if abs(now - proof.signed_ms) > WINDOW_MS:
-            return (f"the signature is {abs(now - proof.signed_ms) / 1000:.0f} s away from "
-                    f"this node's clock (at most {WINDOW_MS // 1000} s: are the clocks set?)")
+            return "the signer's certificate is too large"
         verified = self._certificate(proof.cert_pem, now)
         if isinstance(verified, str):
             return verified
@@ -131,7 +139,7 @@ class ProofChecker:
             verified.public_key.verify(proof.signature, signed, ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, ValueError):
             return f"the signature is not {principal!r}'s"
-        return self._first_time(hashlib.sha256(signed + proof.signature).digest(), now)
+        return None
 
     def _first_time(self, digest: bytes, now: int) -> str | None:
         with self._lock:
@@ -162,7 +170,7 @@ class ProofChecker:
                 while len(self._certs) > MAX_CERTS:
                     self._certs.popitem(last=False)
         if not verified.not_before_ms <= now <= verified.not_after_ms:
-            return "the caller's certificate is expired or not yet valid"
+            return "the signer's certificate is expired or not yet valid"
         return verified
 
 
@@ -176,7 +184,7 @@ def _verify_certificate(cert_pem: bytes, ca_pem: bytes) -> _Verified | str:
         cert = x509.load_pem_x509_certificate(cert_pem)
         ca = x509.load_pem_x509_certificate(ca_pem)
     except ValueError:
-        return "the caller's certificate does not parse"
+        return "the signer's certificate does not parse"
     ca_key = ca.public_key()
     algorithm = cert.signature_hash_algorithm
     try:
@@ -190,7 +198,7 @@ def _verify_certificate(cert_pem: bytes, ca_pem: bytes) -> _Verified | str:
         else:
             raise InvalidSignature
     except InvalidSignature:
-        return "the ring's CA did not sign the caller's certificate"
+        return "the ring's CA did not sign the signer's certificate"
     principal = ""
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -201,7 +209,38 @@ def _verify_certificate(cert_pem: bytes, ca_pem: bytes) -> _Verified | str:
     except x509.ExtensionNotFound:
         pass
     if not principal:
-        return "the caller's certificate names no chordcast identity"
+        return "the signer's certificate names no chordcast identity"
     return _Verified(principal, cert.public_key(),
                      int(cert.not_valid_after_utc.timestamp() * 1000),
                      int(cert.not_valid_before_utc.timestamp() * 1000))
+
+
+class MessageChecker:
+    """A member's side: is a message what its sender signed? The root checked the signature
+    when it numbered the message, but the nodes between the root and the member pass it on
+    and could change it, so the member checks again (the signature travels with the message):
+    the sender's certificate, that it names the sender shown, and that it signed this group,
+    message id and payload. A copy of a message already delivered under another number is
+    refused too. No time window: a message from the archive may be old."""
+
+    def __init__(self, credentials: Credentials, remembered: int = 1 << 16) -> None:
+        self.proofs = ProofChecker(credentials)
+        self.remembered = remembered
+        self._seen: OrderedDict[str, int] = OrderedDict()  # message id -> its number
+
+    def check(self, group: str, seq: int, sender: str, message_id: str, payload: bytes,
+              proof: mpb.Proof) -> str | None:
+        if not message_id:
+            return "it carries no message id"
+        refused = self.proofs.signed_by(
+            sender, proof, send_statement(group, message_id, payload, proof.signed_ms),
+            self.proofs.clock())
+        if refused:
+            return refused
+        earlier = self._seen.get(message_id)
+        if earlier is not None and earlier != seq:
+            return f"it repeats message {earlier}"
+        self._seen[message_id] = seq
+        while len(self._seen) > self.remembered:
+            self._seen.popitem(last=False)
+        return None

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 COMMIT_BATCH = 256  # messages copied to the replicas in one go
 COMMIT_WINDOW = 32  # batches on their way to the replicas at once
+WARN_EVERY = 10.0  # seconds between log lines about refused operations (each is counted)
 
 
 def _settle(future: asyncio.Future[bool], ok: bool) -> None:
@@ -59,6 +60,7 @@ class Roots:
         self.children = children
         self._pipes: dict[str, _Pipeline] = {}  # groups whose replication is running
         self._promoting: dict[str, asyncio.Future[None]] = {}  # one promotion at a time
+        self._warned = -WARN_EVERY  # when an unproven operation was last logged
 
     # ------------------------------------------------------------ promotion and copies
     async def root(self, name: str) -> RootState | None:
@@ -240,9 +242,12 @@ class Roots:
             # The principal the access node named must have signed this very message (a
             # retry of one stamped already is answered its number: nothing new is sent).
             # Checked last, so a send refused for a passing reason can be retried.
-            core.kbr.observer.mcast("unproven")  # a node acting for someone it is not
+            self._unproven(op.name, op.principal, refused)
             return reply(error=f"permission denied: {refused}", code="denied")
-        m, fresh = root.stamp(op.payload, op.sender, op.message_id, core.now_ms())
+        # The sender's signature goes down with the message: its members check it themselves
+        # (a node on the way could otherwise change what they get).
+        m, fresh = root.stamp(op.payload, op.sender, op.message_id, core.now_ms(),
+                              op.proof if op.HasField("proof") else None)
         if fresh:
             core.kbr.observer.mcast("stamped")
         if m.seq > root.committed and not await self._commit(op.name, root, m.seq):
@@ -250,6 +255,18 @@ class Roots:
             return reply(error="the group's root moved while replicating; retry",
                          code="unavailable")
         return reply(seq=m.seq)
+
+    def _unproven(self, name: str, principal: str, why: str) -> None:
+        """Count a send or destroy its named caller did not sign (a node acting for someone
+        it is not, or a client whose clock is off), and say so in the log now and then."""
+        core = self.core
+        core.kbr.observer.mcast("unproven")
+        now = core.kbr.clock.now()
+        if now - self._warned >= WARN_EVERY:
+            self._warned = now
+            log.warning("%s: refused an operation on %r in the name of %s: %s (more are "
+                        "counted in chordcast_mcast_messages_total{event=\"unproven\"})",
+                        core.me.address, name, principal or "nobody", why)
 
     async def _commit(self, name: str, root: RootState, seq: int) -> bool:
         """Wait until message `seq` is copied to the replicas and sent down the tree (True),
@@ -332,7 +349,7 @@ class Roots:
                 return reply(error="permission denied: only the creator (its certificate, "
                                    "or the token) may destroy the group", code="denied")
             if refused := self.core.proofs.destroy(op):
-                self.core.kbr.observer.mcast("unproven")
+                self._unproven(op.name, op.principal, refused)
                 return reply(error=f"permission denied: {refused}", code="denied")
         del self.core.roots[op.name]
         await self._replicate(mpb.ReplicaOp(name=op.name, drop=True))

@@ -37,10 +37,13 @@ class Event:
     sender: str = ""
     ts_ms: int = 0
     last_seq: int = 0  # for a gap: the missing range is seq..last_seq
+    message_id: str = ""
+    proof: mpb.Proof | None = None  # the sender's signature, passed on for the member
 
 
 def message_event(group: str, m: mpb.GroupMessage) -> Event:
-    return Event(MESSAGE, group, m.seq, m.payload, m.sender, m.ts_ms)
+    return Event(MESSAGE, group, m.seq, m.payload, m.sender, m.ts_ms, 0, m.message_id,
+                 m.proof if m.HasField("proof") else None)
 
 
 @dataclass
@@ -219,8 +222,8 @@ class RootState:
         self._seqs: set[int] = set()  # the numbers in the archive
         self.ids: dict[str, int] = {}
 
-    def stamp(self, payload: bytes, sender: str, message_id: str, ts_ms: int
-              ) -> tuple[mpb.GroupMessage, bool]:
+    def stamp(self, payload: bytes, sender: str, message_id: str, ts_ms: int,
+              proof: mpb.Proof | None = None) -> tuple[mpb.GroupMessage, bool]:
         """The next message in the group's total order; a retried message keeps its number."""
         if message_id and message_id in self.ids:
             seq = self.ids[message_id]
@@ -229,7 +232,7 @@ class RootState:
                     return m, False
         self.counter += 1
         m = mpb.GroupMessage(seq=self.counter, payload=payload, sender=sender, ts_ms=ts_ms,
-                             message_id=message_id)
+                             message_id=message_id, proof=proof)
         self.add(m)
         return m, True
 

@@ -107,7 +107,8 @@ class _MemberStream:
 
 def event_to_pb(e: Event) -> mpb.GroupEvent:
     return mpb.GroupEvent(kind=KINDS[e.kind], group=e.group, seq=e.seq, payload=e.payload,
-                          sender=e.sender, ts_ms=e.ts_ms, last_seq=e.last_seq)
+                          sender=e.sender, ts_ms=e.ts_ms, last_seq=e.last_seq,
+                          message_id=e.message_id, proof=e.proof)
 
 
 class MulticastServicer(mcast_pb2_grpc.MulticastServicer):

@@ -30,18 +30,20 @@ class GroupRecord(_message.Message):
     def __init__(self, name: _Optional[str] = ..., creator: _Optional[str] = ..., created_ms: _Optional[int] = ..., token_hash: _Optional[bytes] = ..., archive: _Optional[int] = ..., owner: _Optional[str] = ..., publishers: _Optional[_Iterable[str]] = ..., subscribers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GroupMessage(_message.Message):
-    __slots__ = ("seq", "payload", "sender", "ts_ms", "message_id")
+    __slots__ = ("seq", "payload", "sender", "ts_ms", "message_id", "proof")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     TS_MS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     seq: int
     payload: bytes
     sender: str
     ts_ms: int
     message_id: str
-    def __init__(self, seq: _Optional[int] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., ts_ms: _Optional[int] = ..., message_id: _Optional[str] = ...) -> None: ...
+    proof: Proof
+    def __init__(self, seq: _Optional[int] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., ts_ms: _Optional[int] = ..., message_id: _Optional[str] = ..., proof: _Optional[_Union[Proof, _Mapping]] = ...) -> None: ...
 
 class McastRouted(_message.Message):
     __slots__ = ("create", "join", "publish", "destroy", "anycast", "info", "range", "unicast")
@@ -302,7 +304,7 @@ class JoinGroupRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., resume: _Optional[bool] = ..., last_seq: _Optional[int] = ..., member: _Optional[str] = ...) -> None: ...
 
 class GroupEvent(_message.Message):
-    __slots__ = ("kind", "group", "seq", "payload", "sender", "ts_ms", "last_seq", "more")
+    __slots__ = ("kind", "group", "seq", "payload", "sender", "ts_ms", "last_seq", "more", "message_id", "proof")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[GroupEvent.Kind]
@@ -327,6 +329,8 @@ class GroupEvent(_message.Message):
     TS_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     MORE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     kind: GroupEvent.Kind
     group: str
     seq: int
@@ -335,7 +339,9 @@ class GroupEvent(_message.Message):
     ts_ms: int
     last_seq: int
     more: _containers.RepeatedCompositeFieldContainer[GroupEvent]
-    def __init__(self, kind: _Optional[_Union[GroupEvent.Kind, str]] = ..., group: _Optional[str] = ..., seq: _Optional[int] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., ts_ms: _Optional[int] = ..., last_seq: _Optional[int] = ..., more: _Optional[_Iterable[_Union[GroupEvent, _Mapping]]] = ...) -> None: ...
+    message_id: str
+    proof: Proof
+    def __init__(self, kind: _Optional[_Union[GroupEvent.Kind, str]] = ..., group: _Optional[str] = ..., seq: _Optional[int] = ..., payload: _Optional[bytes] = ..., sender: _Optional[str] = ..., ts_ms: _Optional[int] = ..., last_seq: _Optional[int] = ..., more: _Optional[_Iterable[_Union[GroupEvent, _Mapping]]] = ..., message_id: _Optional[str] = ..., proof: _Optional[_Union[Proof, _Mapping]] = ...) -> None: ...
 
 class LeaveGroupRequest(_message.Message):
     __slots__ = ("name", "member")

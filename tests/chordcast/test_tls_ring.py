@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -37,6 +37,7 @@ from chordcast.transport import GrpcTransport
 from chordcast.v1 import chord_pb2 as pb
 from chordcast.v1 import chord_pb2_grpc
 from chordcast.v1 import mcast_pb2 as mpb
+from chordcast.v1.mcast_pb2_grpc import MulticastStub
 from tests.chordcast.ports import free_ports
 
 NODES = 5
@@ -457,3 +458,88 @@ def test_a_certified_node_cannot_send_or_destroy_for_a_client(
         await alice.close()
 
     asyncio.run(go())
+
+
+def test_members_check_each_message_against_its_senders_signature(
+        tls_ring: tuple[LocalRing, Pki]) -> None:
+    """The nodes between a group's root and a member pass messages on: one that goes rogue
+    (its own, valid certificate; the member's tree parent) pushes a message alice never sent,
+    or one she sent again under a new number. The member's client library checks the
+    sender's signature that travels with every message, and refuses both (DATA_LOSS)."""
+    ring, pki = tls_ring
+    nodes = [n.address for n in ring.live()[:NODES]]
+    space = IdSpace(160)
+    alice_tls = pki.config(pki.alice)
+
+    async def push(parent: str, to: str, message: mpb.GroupMessage, group: str) -> None:
+        """What the rogue parent sends its child: a batch of the group's stream."""
+        me = pb.Node(id=space.to_bytes(space.hash_address(parent)), address=parent)
+        transport = GrpcTransport(tls=Credentials(pki.config(pki.nodes[nodes.index(parent)])))
+        op = mpb.McastDirect(data=mpb.DataOp(name=group, messages=[message]))
+        try:
+            await transport.call(to, "AppCall", pb.AppCallRequest(
+                app="scribe", payload=op.SerializeToString(), sender=me), 5.0)
+        finally:
+            await transport.close()
+
+    async def case(group: str, forged: Callable[[mpb.GroupMessage], mpb.GroupMessage],
+                   why: str) -> None:
+        alice = Client(nodes[0], tls=alice_tls, ring_aware=False)
+        await alice.create(group, publishers=["alice"])
+        root = (await alice.info(group)).root
+        access = next(a for a in nodes if a != root)
+        bob = Client(access, tls=pki.config(pki.bob), ring_aware=False)
+        sub = bob.join(group)
+        await sub.open()
+        # Alice's first message, as it passed the rogue: its id and signature are known.
+        signed_ms = now_ms()
+        first = mpb.SendRequest(name=group, payload=b"one", message_id=f"{group}-1",
+                                signed_ms=signed_ms, signature=Signer(
+                                    Credentials(alice_tls)).sign(send_statement(
+                                        group, f"{group}-1", b"one", signed_ms)))
+        channel = grpc.aio.secure_channel(nodes[0], Credentials(alice_tls).channel(),
+                                          [("grpc.ssl_target_name_override",
+                                            node_name(nodes[0]))])
+        try:
+            assert (await MulticastStub(channel).Send(first, timeout=10)).seq == 1
+        finally:
+            await channel.close()
+        got = await asyncio.wait_for(sub.__anext__(), 10)
+        assert (got.seq, got.payload, got.sender) == (1, b"one", "alice")  # checked: fine
+        parent = next(r.parent for r in await Client(access, tls=alice_tls,
+                                                      ring_aware=False).roles()
+                      if r.group == group)
+        genuine = mpb.GroupMessage(seq=1, payload=b"one", sender="alice",
+                                   ts_ms=signed_ms, message_id=f"{group}-1",
+                                   proof=mpb.Proof(cert_pem=pki.alice.cert.read_bytes(),
+                                                   signature=first.signature,
+                                                   signed_ms=signed_ms))
+        await push(parent, access, forged(genuine), group)
+        with pytest.raises(ClientError) as refused:
+            await asyncio.wait_for(sub.__anext__(), 10)
+        assert refused.value.code == "DATA_LOSS", refused.value
+        assert f"message 2 of {group!r} is not what alice sent" in str(refused.value)
+        assert why in str(refused.value)
+        await sub.close()
+        for c in (alice, bob):
+            await c.close()
+
+    def made_up(m: mpb.GroupMessage) -> mpb.GroupMessage:
+        return mpb.GroupMessage(seq=2, payload=b"made up", sender="alice", ts_ms=m.ts_ms,
+                                message_id="made-up")
+
+    def altered(m: mpb.GroupMessage) -> mpb.GroupMessage:
+        out = mpb.GroupMessage()
+        out.CopyFrom(m)
+        out.seq, out.message_id, out.payload = 2, "altered", b"pay me"
+        return out
+
+    def again(m: mpb.GroupMessage) -> mpb.GroupMessage:
+        out = mpb.GroupMessage()
+        out.CopyFrom(m)
+        out.seq = 2
+        return out
+
+    asyncio.run(case("e2e-made-up", made_up, "no signature"))
+    asyncio.run(case("e2e-altered", altered, "signature is not 'alice''s"))
+    asyncio.run(case("e2e-again", again, "repeats message 1"))
