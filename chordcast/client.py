@@ -291,10 +291,16 @@ class Client:
         req = cpb.LookupRequest(iterative=iterative)
         space = await self.space()
         if key_id is not None:
+            digits = key_id.lower().removeprefix("0x").rstrip("…")
             try:
-                req.key_id = space.to_bytes(space.parse(key_id))
+                req.key_id = space.to_bytes(space.parse(digits))
             except IdError as exc:
                 raise ClientError(str(exc), "INVALID_ARGUMENT") from None
+            if len(digits) != space.hex_digits:  # 3fa9 is not 0x…3fa9 by surprise
+                raise ClientError(
+                    f"an id of this ring has {space.hex_digits} hex digits; {key_id!r} has "
+                    f"{len(digits)} (a table's short id is only a prefix: `--json` prints "
+                    f"whole ids)", "INVALID_ARGUMENT")
         else:
             req.key = key or ""
         r = await self._node("Lookup", req)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from chordcast.cli.common import address, at_least, print_json, print_table
+from chordcast.cli.common import add_json_option, address, at_least, print_json, print_table
 from chordcast.tls import CA_DAYS, LEAF_DAYS
 
 # chordcast.certs (and the cryptography library under it, ~10 MiB) is imported only when a
@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
         p.add_argument("--days", type=at_least(int, 1), metavar="N",
                        help=f"validity in days (default: {days})")
         p.add_argument("--force", action="store_true", help="replace existing files")
-        p.add_argument("--json", action="store_true", help="machine-readable output")
+        add_json_option(p)
 
     init = kinds.add_parser("init", help="a new CA: DIR/ca.pem and DIR/ca.key (keep the key "
                                          "offline; nodes need only ca.pem)")

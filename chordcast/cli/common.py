@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from chord.ids import MAX_BITS, MIN_BITS
 from chordcast.address import split_address
@@ -20,6 +22,19 @@ Command = Callable[[argparse.Namespace], int]
 
 class UsageError(Exception):
     """The command line was wrong (exit 2)."""
+
+
+VIA_ENV = "CHORDCAST_VIA"
+DEFAULT_TIMEOUT = 10.0
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line that names the command (`chordcast put: the
+    following arguments are required: key`) and exit status 2, as the help says."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 # ------------------------------------------------------------------------------- arguments
@@ -78,24 +93,65 @@ def short(ident: str) -> str:
 
 # ------------------------------------------------------------------------------- client calls
 def with_client(args: argparse.Namespace, call: Callable[[Client], Awaitable[T]]) -> T:
-    """Run `call` with a client of the node given by `--via` (errors: `ClientError`)."""
+    """Run `call` with a client of the nodes given by `--via` or CHORDCAST_VIA, in that
+    order of preference, the next tried when one does not answer (errors: `ClientError`)."""
 
     async def go() -> T:
-        async with Client(args.via, tls=tls_config(args)) as client:
+        async with Client(vias(args), timeout=args.timeout, tls=tls_config(args)) as client:
             return await call(client)
 
     return asyncio.run(go())
 
 
+def vias(args: argparse.Namespace) -> list[str]:
+    """The nodes to talk to: every --via (each may list several, comma-separated), else
+    CHORDCAST_VIA. Checked here, so a bad one is a usage error that names it."""
+    given = args.via or [os.environ.get(VIA_ENV, "")]
+    out = [a.strip() for v in given for a in v.split(",") if a.strip()]
+    if not out:
+        raise UsageError(f"give --via HOST:PORT (any node of the ring), or set {VIA_ENV}")
+    for a in out:
+        try:
+            split_address(a)
+        except ValueError as exc:
+            raise UsageError(f"--via {a}: {exc}") from None
+    return out
+
+
+def positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    """A number above zero (a count or a duration: 0 and negatives mean nothing sensible)."""
+
+    def parse(text: str) -> T:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:  # type: ignore[operator]
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
+
+
 def add_client_command(sub: Any, name: str, func: Command, help: str) -> argparse.ArgumentParser:
-    """A command that talks to a ring: the shared --via and --json options."""
-    c: argparse.ArgumentParser = sub.add_parser(name, help=help)
-    c.add_argument("--via", type=address, required=True, metavar="HOST:PORT",
-                   help="any node of the ring")
-    c.add_argument("--json", action="store_true", help="machine-readable output")
+    """A command that talks to a ring: the shared --via, --timeout and --json options."""
+    c: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
+    c.add_argument("--via", action="append", metavar="HOST:PORT",
+                   help=f"a node of the ring; repeat it (or give a comma-separated list) "
+                   f"for nodes to fall back on (default: ${VIA_ENV})")
+    c.add_argument("--timeout", type=positive(float), default=DEFAULT_TIMEOUT,
+                   metavar="SECONDS", help=f"deadline of each call (default {DEFAULT_TIMEOUT:g})")
+    add_json_option(c)
     add_tls_options(c, "a client certificate (`chordcast certs client`)")
-    c.set_defaults(func=func)
+    c.set_defaults(func=func, prog=c.prog)  # (named in usage errors found after parsing)
     return c
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: `chordcast --json put …` (the top-level flag) is not undone by its absence
+    # after the command.
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable output (also before the command)")
 
 
 def add_tls_options(parser: argparse.ArgumentParser, what: str) -> None:

@@ -10,8 +10,11 @@ from typing import Any
 from chordcast.cli.common import (
     UsageError,
     add_client_command,
+    at_least,
+    positive,
     print_json,
     print_table,
+    vias,
     with_client,
 )
 from chordcast.cli.inputs import CannotRead, TooLarge, text_or_file
@@ -59,7 +62,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_join(args: argparse.Namespace) -> int:
     async def go(client: Client) -> int:
         seen = 0
-        async with client.join(args.name, member=args.member or "") as sub:
+        after = None if args.from_seq is None else max(0, args.from_seq - 1)
+        async with client.join(args.name, member=args.member or "", resume_after=after) as sub:
             if not args.json:
                 print(f"joined {args.name!r} via {sub.access_node}; delivery starts after "
                       f"seq {sub.start_seq}", file=sys.stderr)
@@ -116,7 +120,7 @@ def cmd_leave(args: argparse.Namespace) -> int:
     elif left:
         print(f"member {args.member!r} left {args.name!r}")
     if not left:
-        print(f"error: no member {args.member!r} of {args.name!r} on {args.via}",
+        print(f"error: no member {args.member!r} of {args.name!r} on {vias(args)[0]}",
               file=sys.stderr)
         return 1
     return 0
@@ -228,7 +232,11 @@ def register(sub: Any) -> None:
     p = client_cmd(gsub, "join", cmd_join, "join and print messages as they arrive")
     p.add_argument("name")
     p.add_argument("--member", help="a name for this member (for `group leave`)")
-    p.add_argument("--count", type=int, default=0, help="exit after N messages")
+    p.add_argument("--from-seq", type=at_least(int, 0), metavar="N",
+                   help="deliver from message N on (from the group's archive; 0: all it "
+                   "keeps; default: only messages sent from now)")
+    p.add_argument("--count", type=positive(int), metavar="N",
+                   help="exit after N messages (default: run until interrupted)")
     p = client_cmd(gsub, "send", cmd_send, "multicast a message; prints its sequence number")
     p.add_argument("name")
     text_args(p)
@@ -253,4 +261,5 @@ def register(sub: Any) -> None:
     p.add_argument("key")
     text_args(p)
     p = client_cmd(sub, "inbox", cmd_inbox, "print what arrives in a node's inbox")
-    p.add_argument("--count", type=int, default=0, help="exit after N messages")
+    p.add_argument("--count", type=positive(int), metavar="N",
+                   help="exit after N messages (default: run until interrupted)")

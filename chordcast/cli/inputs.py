@@ -1,6 +1,9 @@
-"""Reading a command-line payload: given as text, or from a file, under a size limit."""
+"""Reading a command-line payload: given as text, or from a file (`-`: standard input),
+under a size limit."""
 
 from __future__ import annotations
+
+import sys
 
 
 class CannotRead(ValueError):
@@ -18,10 +21,14 @@ def text_or_file(text: str | None, path: str | None, limit: int, arg: str, what:
     if path is None:
         return str(text).encode("utf-8")
     try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)  # never more than one byte past the limit
+        if path == "-":
+            data = sys.stdin.buffer.read(limit + 1)  # never more than one byte past the limit
+        else:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
     except OSError as exc:
         raise CannotRead(f"cannot read {path}: {exc.strerror}") from None
     if len(data) > limit:
-        raise TooLarge(f"{path} is larger than the 1 MiB {what} limit")
+        where = "standard input" if path == "-" else path
+        raise TooLarge(f"{where} is larger than the 1 MiB {what} limit")
     return data

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from chordcast.cli import certs, cluster, groups, node, ring, sim, storage
-from chordcast.cli.common import UsageError, at_least
+from chordcast.cli.common import Parser, UsageError, at_least
 from chordcast.results import ClientError
 from chordcast.tls import TlsError
 
@@ -27,8 +27,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="chordcast", description=(__doc__ or "").splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = Parser(prog="chordcast", description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--version", action="version", version=f"chordcast {_version()}")
+    p.add_argument("--json", action="store_true", default=False,
+                   help="machine-readable output (before or after the command)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     node.register(sub)
     cluster.register(sub)
     ring.register(sub)
@@ -42,13 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("chordcast")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except UsageError as exc:
-        parser.error(str(exc))
+        prog = getattr(args, "prog", f"chordcast {args.command}")
+        print(f"{prog}: {exc} (see {prog} --help)", file=sys.stderr)
+        return 2
     except (ClientError, TlsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ from typing import Any
 from chord.ids import MAX_BITS, IdSpace
 from chordcast.cli.common import (
     UsageError,
+    add_json_option,
     add_tls_options,
     address,
     at_least,
@@ -233,6 +234,6 @@ def register(sub: Any) -> None:
     disc = sub.add_parser("discover", help="ask the LAN which nodes are out there")
     disc.add_argument("--bind", default="127.0.0.1", metavar="IP",
                       help="local address to probe from (its subnet is searched)")
-    disc.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(disc)
     add_discovery_options(disc, "broadcast")
     disc.set_defaults(func=cmd_discover)

@@ -11,6 +11,7 @@ from chordcast.cli.common import (
     print_json,
     print_table,
     short,
+    vias,
     with_client,
 )
 from chordcast.results import ClientError
@@ -25,7 +26,8 @@ def cmd_ring(args: argparse.Namespace) -> int:
              "successors": [s.address for s in i.successors], "keys": i.keys}
             for i in infos]})
         return 0
-    print(f"ring of {len(infos)} node(s), walked from {args.via}")
+    start = infos[0].node.address if infos else vias(args)[0]
+    print(f"ring of {len(infos)} node(s), walked from {start}")
     print_table(
         ["id", "address", "predecessor", "successor", "keys"],
         [[short(i.node.id), i.node.address, i.predecessor.address if i.predecessor else "-",

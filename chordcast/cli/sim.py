@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from chordcast.cli.common import at_least, print_json, print_table
+from chordcast.cli.common import add_json_option, at_least, print_json, print_table
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -49,7 +49,7 @@ def register(sub: Any) -> None:
         c: argparse.ArgumentParser = ssub.add_parser(name, help=help)
         c.add_argument("--nodes", type=at_least(int, 2), default=1000)
         c.add_argument("--seed", type=int, default=1)
-        c.add_argument("--json", action="store_true")
+        add_json_option(c)
         c.add_argument("--progress", action="store_true", help="progress on stderr")
         c.set_defaults(func=cmd_sim)
         return c

@@ -36,6 +36,17 @@ def cmd_get(args: argparse.Namespace) -> int:
             print_json({"key": args.key, "found": False, "owner": v.owner.address})
         print(f"error: key {args.key!r} not found (owner {v.owner.address})", file=sys.stderr)
         return 1
+    if args.output:
+        try:
+            with open(args.output, "wb") as out:
+                out.write(v.value)
+        except OSError as exc:
+            print(f"error: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+            return 1
+    if args.raw:  # byte-exact, nothing added: for pipes and files
+        sys.stdout.buffer.write(v.value)
+        sys.stdout.buffer.flush()
+        return 0
     try:
         text, encoding = v.value.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -43,7 +54,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"key": args.key, "found": True, "value": text, "encoding": encoding,
                     "version": v.version, "owner": v.owner.address})
-    else:
+    elif not args.output:
         print(text)
     return 0
 
@@ -63,9 +74,14 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     put = add_client_command(sub, "put", cmd_put, "store a value")
     put.add_argument("key")
-    put.add_argument("value", nargs="?")
-    put.add_argument("--file", metavar="F", help="read the value from a file (up to 1 MiB)")
+    put.add_argument("value", nargs="?", help="the value, as text (or give --file)")
+    put.add_argument("--file", metavar="F", help="read the value from a file, `-` for "
+                     "standard input (up to 1 MiB)")
     get = add_client_command(sub, "get", cmd_get, "read a value")
     get.add_argument("key")
+    how = get.add_mutually_exclusive_group()
+    how.add_argument("--raw", action="store_true", help="write the value's bytes exactly, "
+                     "nothing added (default: text, or base64 when it is not UTF-8)")
+    how.add_argument("--output", metavar="FILE", help="write the value's bytes to FILE")
     de = add_client_command(sub, "delete", cmd_delete, "delete a value")
     de.add_argument("key")

@@ -32,12 +32,53 @@ def closed_port() -> int:
         ["put", "k", "--via", "127.0.0.1:5000"],
     ],
 )
-def test_usage_errors_exit_2_with_a_message(argv: list[str], capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
+def test_usage_errors_exit_2_with_one_line_naming_the_command(argv: list[str], capsys
+                                                               ) -> None:
+    assert status(argv) == 2
     err = capsys.readouterr().err
-    assert "error:" in err and "Traceback" not in err
+    assert err.startswith(f"chordcast {argv[0]}: ") and err.count("\n") == 1, err
+
+
+def status(argv: list[str]) -> int:
+    """The exit status `chordcast ARGV` ends with (argparse's errors exit from inside)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+@pytest.mark.parametrize("argv", [
+    ["group", "join", "g", "--count", "0", "--via", "127.0.0.1:5000"],
+    ["group", "join", "g", "--count", "-1", "--via", "127.0.0.1:5000"],
+    ["ring", "--timeout", "0", "--via", "127.0.0.1:5000"],
+    ["group", "join", "g", "--from-seq", "-3", "--via", "127.0.0.1:5000"],
+])
+def test_counts_and_durations_are_checked(argv: list[str], capsys) -> None:
+    assert status(argv) == 2
+    err = capsys.readouterr().err
+    command = " ".join(argv[:2] if argv[0] == "group" else argv[:1])
+    assert err.startswith(f"chordcast {command}: ") and "must be" in err, err
+
+
+def test_via_comes_from_the_environment_when_not_given(monkeypatch, capsys) -> None:
+    monkeypatch.delenv("CHORDCAST_VIA", raising=False)
+    assert status(["ring"]) == 2
+    assert "give --via HOST:PORT (any node of the ring), or set CHORDCAST_VIA" in (
+        capsys.readouterr().err)
+    port = closed_port()
+    monkeypatch.setenv("CHORDCAST_VIA", f"127.0.0.1:{port}")
+    assert status(["ring"]) == 1  # used: it is the node that does not answer
+    assert f"127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_version_and_json_before_the_command(capsys) -> None:
+    assert status(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("chordcast ")
+    from chordcast.cli.main import build_parser
+
+    assert build_parser().parse_args(["--json", "ring", "--via", "h:1"]).json is True
+    assert build_parser().parse_args(["ring", "--json", "--via", "h:1"]).json is True
+    assert build_parser().parse_args(["ring", "--via", "h:1"]).json is False
 
 
 def test_unreachable_node_is_one_clear_line(capsys) -> None:
@@ -56,9 +97,7 @@ def test_oversized_file_value_is_refused_before_sending(tmp_path, capsys) -> Non
 
 
 def test_missing_file_is_a_usage_error(tmp_path, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["put", "k", "--file", str(tmp_path / "nope"), "--via", "127.0.0.1:5000"])
-    assert exc.value.code == 2
+    assert status(["put", "k", "--file", str(tmp_path / "nope"), "--via", "127.0.0.1:5000"]) == 2
     assert "cannot read" in capsys.readouterr().err
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from chord.ids import IdSpace
 from chordcast import BlockingClient, ClientError
 from chordcast.localring import LocalRing, NodeProcess
 from chordcast.v1 import client_pb2, client_pb2_grpc
+from tests.chordcast.ports import free_port
 
 pytestmark = pytest.mark.slow
 SPACE = IdSpace(160)
@@ -189,3 +191,25 @@ def test_a_node_restarted_at_its_old_address_rejoins_at_once() -> None:
             ring.wait_converged(timeout=30)  # the others notice; their channels back off
             node = ring.wait_ready(ring.spawn(join=[seed], listen=address), timeout=15)
             ring.wait_converged(timeout=30)
+
+
+def test_cli_conventions_over_a_live_ring(ring: LocalRing, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Values byte-exact in and out (stdin, --raw, --output), fail-over over several --via
+    (and CHORDCAST_VIA), and full-width ids only."""
+    via = ring.live()[1].address
+    dead = f"127.0.0.1:{free_port()}"
+    value = bytes(range(256)) * 3  # not UTF-8: printed as base64 unless --raw
+    put = subprocess.run([sys.executable, "-m", "chordcast", "put", "bin", "--file", "-",
+                          "--via", dead, "--via", via], input=value, capture_output=True,
+                         timeout=60)
+    assert put.returncode == 0, put.stderr
+    raw = subprocess.run([sys.executable, "-m", "chordcast", "get", "bin", "--raw"],
+                         capture_output=True, timeout=60,
+                         env={**os.environ, "CHORDCAST_VIA": f"{dead},{via}"})
+    assert raw.returncode == 0 and raw.stdout == value, raw.stderr
+    out = tmp_path / "bin.out"
+    saved = cli("get", "bin", "--output", str(out), "--via", via)
+    assert saved.returncode == 0 and saved.stdout == "" and out.read_bytes() == value
+    short_id = cli("lookup", "--id", "3fa9", "--via", via)
+    assert short_id.returncode == 2 and "has 4" in short_id.stderr
+    assert len(short_id.stderr.strip().splitlines()) == 1
