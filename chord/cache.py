@@ -70,6 +70,10 @@ class LocationCache:
         i = bisect.bisect_left(self._ids, key)
         return self._nodes[self._ids[i % len(self._ids)]]
 
+    def nodes(self) -> list[NodeRef]:
+        """Every node known, in id order."""
+        return [self._nodes[i] for i in self._ids]
+
     def sample(self, count: int) -> list[NodeRef]:
         """Up to `count` known nodes, drawn at random (what a neighbour's gossip asks for)."""
         if count <= 0 or not self._nodes:

@@ -41,6 +41,11 @@ class InvalidRequest(Exception):
     """Raised by a handler for a request it must reject; the transport reports it to the caller."""
 
 
+class DiskError(Exception):
+    """The node's data dir could not take a write (full, an I/O error): what needed it is
+    not done, and the caller hears UNAVAILABLE (another node, or later, may do)."""
+
+
 # Server side: one callable per node answers every method of the Chord service.
 Handler = Callable[[str, Message], Awaitable[Message]]
 

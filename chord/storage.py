@@ -39,7 +39,15 @@ from typing import Any
 
 from chord.ids import between, between_right
 from chord.kbr import Forward, Kbr, LookupFailed, NeighborChange
-from chord.ports import Durable, Forgetful, InvalidRequest, PeerUnavailable, RemoteError, Row
+from chord.ports import (
+    DiskError,
+    Durable,
+    Forgetful,
+    InvalidRequest,
+    PeerUnavailable,
+    RemoteError,
+    Row,
+)
 from chord.state import NodeRef
 from chordcast.v1 import storage_pb2 as spb
 
@@ -253,6 +261,9 @@ class Storage:
             reply = await handler(getattr(req, op or ""))
         except StorageError as exc:
             reply = spb.StorageReply(error=str(exc), full=isinstance(exc, StorageFull))
+        except DiskError as exc:  # ours: the write is not acknowledged (RESOURCE_EXHAUSTED)
+            reply = spb.StorageReply(error=f"the owner cannot write to its data dir: {exc}",
+                                     full=True)
         return reply.SerializeToString()
 
     async def _owner_get(self, key: str) -> spb.StorageReply:
@@ -341,6 +352,9 @@ class Storage:
             reply = await self._owner_put(item)
         except StorageError as exc:
             reply = spb.StorageReply(error=str(exc), full=isinstance(exc, StorageFull))
+        except DiskError as exc:
+            reply = spb.StorageReply(error=f"the owner cannot write to its data dir: {exc}",
+                                     full=True)
         return spb.StorageSyncReply(put=reply)
 
     async def _on_store(self, store: spb.ItemBatch) -> spb.StorageSyncReply:

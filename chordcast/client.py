@@ -574,7 +574,15 @@ class Subscription:
             if self._closed or self._ended:
                 raise StopAsyncIteration
             if self._call is None:
-                await self.open()
+                try:
+                    await self.open()
+                except ClientError as exc:
+                    # Every node we know is down or restarting (a rolling restart of a
+                    # single --via): keep trying, within the reconnect budget.
+                    if exc.code not in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+                        raise
+                    await self._backoff()
+                    continue
             e: Any
             if self._batch:  # the rest of a stream message that carried several events
                 e = self._batch.popleft()
@@ -599,12 +607,8 @@ class Subscription:
                     raise StopAsyncIteration
                 # The access node went away (or let us go): resume at another one.
                 self._call = None
-                self.reconnects += 1
-                if self.reconnects > self.max_reconnects:
-                    raise ClientError(f"gave up on {self.name!r} after "
-                                      f"{self.max_reconnects} reconnects", "UNAVAILABLE")
                 client.current = (client.current + 1) % len(client.addresses)
-                await asyncio.sleep(min(1.0, 0.1 * self.reconnects))
+                await self._backoff()
                 continue
             self.reconnects = 0  # the budget is for failures in a row, not for a lifetime
             if e.more:
@@ -626,6 +630,13 @@ class Subscription:
             elif msg.kind == "ended":
                 self._ended = True
             return msg
+
+    async def _backoff(self) -> None:
+        self.reconnects += 1
+        if self.reconnects > self.max_reconnects:
+            raise ClientError(f"gave up on {self.name!r} after {self.max_reconnects} "
+                              f"reconnects", "UNAVAILABLE")
+        await asyncio.sleep(min(1.0, 0.1 * self.reconnects))
 
     async def close(self) -> None:
         self._closed = True

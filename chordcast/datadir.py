@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from chord.ports import Row
+from chord.ports import DiskError, Row
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ class DataDirError(Exception):
 
 
 _Op = tuple[str, Any, "asyncio.Future[None] | None", asyncio.AbstractEventLoop | None]
+# Told of every transaction: how long it took (commit and fsync) and whether it failed.
+WriteObserver = Callable[[float, bool], None]
 
 
 class DataDir:
@@ -45,8 +47,10 @@ class DataDir:
 
     keeps = True
 
-    def __init__(self, path: Path, address: str, id_bits: int) -> None:
+    def __init__(self, path: Path, address: str, id_bits: int,
+                 on_write: WriteObserver | None = None) -> None:
         self.path = path
+        self.on_write = on_write
         if path.exists() and not path.is_dir():
             raise DataDirError(f"the data dir {path} is not a directory")
         try:
@@ -95,6 +99,9 @@ class DataDir:
         """Check (or, in a new dir, write) whose data this is. (new, last time alive ms)."""
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         wanted = {"schema": str(SCHEMA), "address": address, "id_bits": str(id_bits)}
+        if not meta and self._db.execute("SELECT 1 FROM rows LIMIT 1").fetchone():
+            raise DataDirError(f"the data dir {self.path} holds data but not whose it is "
+                               f"({DB} lost its meta table); move it away to start empty")
         if not meta:
             with self._db:
                 self._db.execute("BEGIN")
@@ -153,11 +160,6 @@ class DataDir:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else ""
 
-    def clear(self, space: str) -> None:
-        """Forget a whole space (at start, before anything else writes)."""
-        with self._db_lock:
-            self._db.execute("DELETE FROM rows WHERE space = ?", (space,))
-
     def _submit(self, kind: str, args: Any) -> asyncio.Future[None]:
         if self._closed:
             raise DataDirError(f"the data dir {self.path} is closed")
@@ -184,6 +186,7 @@ class DataDir:
                     break
                 batch.append(more)
             error: BaseException | None = None
+            started = time.perf_counter()
             try:
                 with self._db_lock:
                     self._db.execute("BEGIN")
@@ -192,11 +195,14 @@ class DataDir:
                             _APPLY[kind](self._db, args)
                         self._db.execute("COMMIT")
                     except BaseException:
-                        self._db.execute("ROLLBACK")
+                        if self._db.in_transaction:  # (SQLite ends some failures itself)
+                            self._db.execute("ROLLBACK")
                         raise
             except Exception as exc:  # a full disk, an I/O error: every waiter hears it
                 log.error("data dir %s: write failed: %s", self.path, exc)
                 error = exc
+            if self.on_write is not None:
+                self.on_write(time.perf_counter() - started, error is not None)
             for _, _, done, loop in batch:
                 if done is not None and loop is not None and not loop.is_closed():
                     loop.call_soon_threadsafe(_settle, done, error)
@@ -213,6 +219,8 @@ class DataDir:
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'alive_ms'",
                                  (str(_now_ms()),))
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # (a full disk): what was committed is in the WAL
+                log.warning("data dir %s: closing without a checkpoint: %s", self.path, exc)
             finally:
                 self._db.close()
         self._lock_file.close()
@@ -224,7 +232,7 @@ def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
     if error is None:
         done.set_result(None)
     else:
-        done.set_exception(DataDirError(f"the data dir could not be written: {error}"))
+        done.set_exception(DiskError(f"the data dir could not be written: {error}"))
 
 
 def _save(db: sqlite3.Connection, args: tuple[str, list[Row]]) -> None:
@@ -254,5 +262,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def open_data_dir(path: str, address: str, id_bits: int) -> DataDir:
-    return DataDir(Path(os.path.expanduser(path)), address, id_bits)
+def open_data_dir(path: str, address: str, id_bits: int,
+                  on_write: WriteObserver | None = None) -> DataDir:
+    return DataDir(Path(os.path.expanduser(path)), address, id_bits, on_write)

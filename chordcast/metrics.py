@@ -75,6 +75,13 @@ class NodeMetrics(Observer):
             "certificate on the node-to-node service), spoofed_sender (a message naming "
             "another node as its sender), peer_limit (a caller past --max-calls-per-peer)",
             ["reason"], registry=r)
+        self.disk_writes = Histogram(
+            "chordcast_data_dir_write_seconds", "Transactions of the data dir (--data-dir), "
+            "commit and fsync: each holds every write queued meanwhile", registry=r,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
+        self.disk_errors = Counter(
+            "chordcast_data_dir_write_errors_total", "Data dir transactions that failed (a "
+            "full disk, an I/O error): what they held was not acknowledged", registry=r)
         # Not named `mcast_latency`: that is the Observer method below, and an attribute of
         # that name once shadowed it, so every real node failed while forwarding.
         self.mcast_latency_seconds = Histogram(
@@ -124,6 +131,12 @@ class NodeMetrics(Observer):
         self.mcast_latency_seconds.observe(seconds)
 
     # -- RPCs (called by the transport and the server interceptor) --------------------------
+    def disk(self, seconds: float, failed: bool) -> None:
+        """A data dir transaction ended (called from its writer thread)."""
+        self.disk_writes.observe(seconds)
+        if failed:
+            self.disk_errors.inc()
+
     def rpc(self, method: str, side: str, seconds: float, code: str) -> None:
         self.rpc_seconds.labels(method, side).observe(seconds)
         if code != "OK":

@@ -40,6 +40,7 @@ from chordcast.transport import CHANNEL_OPTIONS, SERVICE_NAME, GrpcTransport, ch
 from chordcast.v1 import client_pb2 as cpb
 from chordcast.v1 import client_pb2_grpc, mcast_pb2_grpc
 from chordcast.v1 import mcast_pb2 as mpb
+from mcast.disk import GROUPS
 from mcast.scribe import Scribe, ScribeConfig
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,11 @@ HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 # the kernel spreads connections over both.
 SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
 ALIVE_EVERY = 60.0  # seconds between notes in the data dir that the node is up
-PEERS_EVERY = 2.0  # seconds between looks at which peers to remember there
-MAX_PEERS = 16
+PEERS_EVERY = 0.5  # seconds between looks at which peers to remember there (cheap: a
+# write only when they changed; soon after a change, so a ring stopped right after a node
+# joined still agrees on its lowest address)
+MAX_PEERS = 4096
+REJOIN_THROUGH = 16  # of the peers remembered, the first (its neighbours) it rejoins through
 REJOIN_WAIT = 15.0  # seconds a restarted node tries the peers it remembers before founding
 
 
@@ -201,33 +205,41 @@ class NodeServer:
         return advertise
 
     def _open_data_dir(self, path: str, advertise: str) -> DataDir:
-        data = open_data_dir(path, advertise, self.space.bits)
+        data = open_data_dir(path, advertise, self.space.bits, on_write=self.metrics.disk)
         stored = len(data.load(ITEMS))
+        groups = len(data.load(GROUPS))
         away = time.time() - data.last_alive_ms / 1000
         if not data.created and away > self.options.tombstone_ttl and stored:
-            # Deletes made meanwhile may be collected already: these copies could bring
-            # deleted keys back. The ring's replicas have what is current.
-            log.warning("%s: the data dir %s was away for %.0f h, longer than a delete is "
-                        "remembered (%.0f h): dropping its %d stored items", advertise, path,
-                        away / 3600, self.options.tombstone_ttl / 3600, stored)
-            data.clear(ITEMS)
-        log.info("%s: data dir %s (%s)", advertise, path,
-                 "new" if data.created else f"{stored} stored items, groups restored")
+            # If the rest of the ring ran meanwhile, deletes made then may be forgotten
+            # already, and these copies could bring those keys back. Nothing is dropped
+            # here: after a whole-ring outage these copies are all there is (Cassandra's
+            # gc_grace rule, said the same way: the operator knows which case this is).
+            log.warning("%s: the data dir %s was away for %s, longer than a delete is "
+                        "remembered (--tombstone-ttl %s): if the rest of the ring kept "
+                        "running, keys deleted meanwhile may come back; then stop this node "
+                        "and move the data dir away to rejoin empty", advertise, path,
+                        _duration(away), _duration(self.options.tombstone_ttl))
+        log.info("%s: data dir %s (%s)", advertise, path, "new" if data.created else
+                 f"{stored} stored items, {groups} groups")
         return data
 
     async def _note_alive(self, data: DataDir) -> None:
         """Keep the data dir's notes current: when the node was last up, and which nodes
         of its ring it knows (where it rejoins after a restart)."""
-        noted, remembered = 0.0, [""]
+        every = min(ALIVE_EVERY, self.options.tombstone_ttl / 4)
+        noted, remembered = -every, [""]
         while True:
             state = self.node.state
-            known = [n.address for n in [*state.successors, state.predecessor, *state.fingers]
+            # Neighbours first (where it rejoins), then every node its location cache knows
+            # (so that, with the whole ring remembered, every node agrees on the lowest).
+            known = [n.address for n in [*state.successors, state.predecessor, *state.fingers,
+                                         *self.node.cache.nodes()]
                      if n is not None and n.address != self.node.me.address]
             peers = list(dict.fromkeys(known))[:MAX_PEERS]
             if peers and peers != remembered:
                 await data.remember_peers(peers)
                 remembered = peers
-            if self.node.clock.now() - noted >= ALIVE_EVERY:
+            if self.node.clock.now() - noted >= every:
                 await data.alive()
                 noted = self.node.clock.now()
             await self.node.clock.sleep(PEERS_EVERY)
@@ -289,21 +301,28 @@ class NodeServer:
         the peers it remembers. When none answers, the ring may be restarting whole: the
         node with the lowest address founds it again at once, the others keep trying for
         REJOIN_WAIT (so a ring restarted at once comes back as one ring, not several).
-        False: nobody answered (the caller goes on as for a first start)."""
+        True: joined, or founded as the lowest; False: nobody answered for REJOIN_WAIT (the
+        caller goes on as for a first start: its seeds, else a ring of its own)."""
         me = self.node.me.address
         first = min([me, *remembered], key=_address_order) == me
         deadline = self.node.clock.now() + REJOIN_WAIT
+        candidates = list(dict.fromkeys([*seeds, *remembered[:REJOIN_THROUGH]]))
         while True:
             try:
-                await self.node.join([*seeds, *remembered])
+                await self.node.join(candidates)
                 log.info("%s rejoined its ring", me)
                 return True
             except ForeignRing:
                 raise
-            except JoinFailed as exc:
-                if first or self.node.clock.now() >= deadline:
-                    log.info("%s: none of the %d peers it remembers answers (%s)", me,
-                             len(remembered), exc)
+            except JoinFailed:
+                if first:
+                    log.info("%s: none of the %d nodes it knows answers: founding its ring "
+                             "again (the lowest address of them does)", me, len(candidates))
+                    await self.node.join([])
+                    return True
+                if self.node.clock.now() >= deadline:
+                    log.info("%s: none of the %d nodes it knows answered in %.0f s", me,
+                             len(candidates), REJOIN_WAIT)
                     return False
             await self.node.clock.sleep(0.5)
 
@@ -404,6 +423,13 @@ def _host_address() -> str:
         raise ValueError("listening on a wildcard address: give --advertise HOST:PORT "
                          "(this host's name does not resolve to a reachable address)")
     return ip
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def _address_order(address: str) -> tuple[str, int]:

@@ -20,7 +20,14 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError, Message
 
-from chord.ports import MAX_MESSAGE_BYTES, Handler, InvalidRequest, PeerUnavailable, RemoteError
+from chord.ports import (
+    MAX_MESSAGE_BYTES,
+    DiskError,
+    Handler,
+    InvalidRequest,
+    PeerUnavailable,
+    RemoteError,
+)
 from chordcast import link
 from chordcast.tls import Credentials, channel_options
 from chordcast.v1 import chord_pb2
@@ -236,6 +243,8 @@ def chord_handler(handle: Handler, streams: link.Streams, observe: RpcObserver |
                 return await handle(name, request)
             except InvalidRequest as exc:
                 raise link.Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            except DiskError as exc:
+                raise link.Refusal(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
 
         return call
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from chord.ids import between_right
 from chord.kbr import NeighborChange
-from chord.ports import PeerUnavailable, RemoteError
+from chord.ports import DiskError, PeerUnavailable, RemoteError
 from chord.state import NodeRef
 from chordcast.v1 import mcast_pb2 as mpb
 from mcast.children import Children
@@ -336,7 +336,11 @@ class Roots:
                 mpb.ReplicaOp(name=name, record=root.record, counter=batch[-1].seq,
                               messages=batch)) == 0:
             return False
-        await self.core.disk.save(root, batch[-1].seq, batch)
+        try:
+            await self.core.disk.save(root, batch[-1].seq, batch)
+        except DiskError as exc:  # not committed: tried again (the senders wait, or retry)
+            log.error("%s: group %r: %s", self.core.me.address, name, exc)
+            return False
         return True
 
     async def on_destroy(self, op: mpb.DestroyOp) -> bytes:

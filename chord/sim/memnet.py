@@ -20,7 +20,14 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from chord.ports import MAX_MESSAGE_BYTES, Handler, InvalidRequest, PeerUnavailable, RemoteError
+from chord.ports import (
+    MAX_MESSAGE_BYTES,
+    DiskError,
+    Handler,
+    InvalidRequest,
+    PeerUnavailable,
+    RemoteError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -419,6 +426,8 @@ def _answer(net: MemoryNetwork, src: str, dst: str, method: str, result: Message
             outcome = net._copy(result)
     elif isinstance(exc, InvalidRequest):
         outcome = RemoteError(dst, "INVALID_ARGUMENT", str(exc))
+    elif isinstance(exc, DiskError):
+        outcome = RemoteError(dst, "UNAVAILABLE", str(exc))
     else:  # what a gRPC server would report as INTERNAL
         log.error("handler %s on %s failed", method, dst, exc_info=exc)
         outcome = RemoteError(dst, "INTERNAL", str(exc))

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from chordcast.client import Client
+from chordcast.client import Client, Subscription
 from chordcast.localring import LocalRing, NodeProcess
 from chordcast.results import ClientError
 from tests.chordcast.ports import free_ports
@@ -152,17 +155,21 @@ def test_a_rolling_restart_under_load_loses_duplicates_and_reorders_nothing(
     acked: dict[str, bytes] = {}
     sent: list[int] = []
     got: list[tuple[int, bytes]] = []
+    alone: list[tuple[int, bytes]] = []  # a member that knows one node, restarted first
 
     async def load(stop: asyncio.Event) -> None:
-        async with Client(durable.addresses, timeout=3.0) as client:
+        async with Client(durable.addresses, timeout=3.0) as client, \
+                Client(durable.addresses[0], timeout=3.0) as single:
             await client.create("feed")
             sub = client.join("feed", resume_after=0)
             await sub.open()
+            lone = single.join("feed", resume_after=0)
+            await lone.open()
 
-            async def receive() -> None:
+            async def receive(sub: Subscription, into: list[tuple[int, bytes]]) -> None:
                 async for m in sub:
                     assert m.kind == "message", m
-                    got.append((m.seq, m.payload))
+                    into.append((m.seq, m.payload))
                     if m.payload == b"last":
                         return
 
@@ -178,11 +185,13 @@ def test_a_rolling_restart_under_load_loses_duplicates_and_reorders_nothing(
                         sent.append(seq)
                     await asyncio.sleep(0.01)
 
-            receiver = asyncio.create_task(receive())
+            receivers = [asyncio.create_task(receive(sub, got)),
+                         asyncio.create_task(receive(lone, alone))]
             await write()
             sent.append(await client.send("feed", "last"))  # the ring is whole again
-            await asyncio.wait_for(receiver, 30)
+            await asyncio.wait_for(asyncio.gather(*receivers), 30)
             await sub.close()
+            await lone.close()
 
     async def roll() -> None:
         stop = asyncio.Event()
@@ -201,6 +210,7 @@ def test_a_rolling_restart_under_load_loses_duplicates_and_reorders_nothing(
     assert sent, "no send went through"
     seqs = [s for s, _ in got]
     assert seqs == list(range(1, max(sent) + 1)), "lost, duplicated or out of order"
+    assert alone == got  # its only node went away and came back: it waited, then resumed
     assert len(set(sent)) == len(sent)
 
     async def check() -> None:
@@ -257,4 +267,42 @@ def test_a_data_dir_that_is_not_the_nodes_own_is_refused_with_one_line(
         assert "corrupt" in damaged.stderr
     finally:
         ring.stop()
+    ring.check_logs()
+
+
+def test_a_full_disk_refuses_writes_with_a_clear_error(tmp_path: Path) -> None:
+    """A data dir on a tiny filesystem: once it is full, a put the node owns is refused with
+    RESOURCE_EXHAUSTED naming the cause (never acknowledged), counted, and logged without a
+    traceback; the node goes on serving reads."""
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("needs root and mount(8) to make a small tmpfs")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(small)],
+                   check=True)
+    ring = LocalRing()
+    try:
+        node = ring.wait_ready(ring.spawn(join=[], extra=["--data-dir", str(small / "d")]))
+
+        async def fill() -> ClientError:
+            async with Client(node.address) as client:
+                await client.put("first", b"fits")
+                for i in range(100):
+                    try:
+                        await client.put(f"big-{i}", os.urandom(64 << 10))
+                    except ClientError as exc:
+                        assert (await client.get("first")).value == b"fits"
+                        return exc
+            raise AssertionError("400 KiB took 6 MiB")
+
+        refused = asyncio.run(fill())
+        assert refused.code == "RESOURCE_EXHAUSTED", refused
+        assert "cannot write to its data dir" in str(refused)
+        assert "full" in str(refused)
+        text = urllib.request.urlopen(f"http://{node.metrics}/metrics", timeout=5).read()
+        assert b"chordcast_data_dir_write_errors_total 0.0" not in text
+        assert b"chordcast_data_dir_write_errors_total" in text
+    finally:
+        ring.stop()
+        subprocess.run(["umount", str(small)], check=False)
     ring.check_logs()
