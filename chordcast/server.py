@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf.message import Message
@@ -27,7 +28,6 @@ from chord.storage import TOMBSTONE_TTL, Storage
 from chordcast import link
 from chordcast.address import join_address, split_address
 from chordcast.authz import AuthInterceptor, caller, claims_checker
-from chordcast.datadir import DataDir, open_data_dir
 from chordcast.discovery.logic import Identity, Responder
 from chordcast.discovery.net import interface_for, resolve_seeds
 from chordcast.discovery.service import DiscoveryConfig, DiscoveryListener, find_ring
@@ -42,6 +42,9 @@ from chordcast.v1 import client_pb2_grpc, mcast_pb2_grpc
 from chordcast.v1 import mcast_pb2 as mpb
 from mcast.disk import GROUPS
 from mcast.scribe import Scribe, ScribeConfig
+
+if TYPE_CHECKING:  # (sqlite3 is imported only by a node with a data dir)
+    from chordcast.datadir import DataDir
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +208,9 @@ class NodeServer:
         return advertise
 
     def _open_data_dir(self, path: str, advertise: str) -> DataDir:
+        # (imported here: sqlite3 costs every node process memory, and most run without)
+        from chordcast.datadir import open_data_dir
+
         data = open_data_dir(path, advertise, self.space.bits, on_write=self.metrics.disk)
         stored = len(data.load(ITEMS))
         groups = len(data.load(GROUPS))
