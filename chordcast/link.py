@@ -34,6 +34,7 @@ MAX_IN_FLIGHT = 1024  # calls one link has outstanding; more wait for a slot (wi
 # may have in flight, so a well-behaved peer's pings never wait behind its slow calls.
 MAX_HANDLERS = MAX_IN_FLIGHT
 ONE_WAY_DRAIN = 10.0  # seconds a closing stream waits for the one-way frames it took
+ANSWER_DRAIN = 0.5  # seconds a stopping node waits for a stream's answers in progress
 FRAME_OVERHEAD = 64  # bytes a frame adds to its body (id, method, status), generously
 # The largest body one call may carry: a stream message holds it with room to spare.
 MAX_FRAME_BYTES = MAX_MESSAGE_BYTES - (64 << 10)
@@ -432,9 +433,16 @@ class Streams:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(one_way.join(), ONE_WAY_DRAIN)
             if running:
-                await asyncio.wait(running)
+                # Stopping, the node gives them a moment (gRPC's stop would cancel this
+                # call under them); otherwise the caller closed its side and waits for them.
+                await asyncio.wait(running, timeout=ANSWER_DRAIN if self.closing else None)
             if not failed:
                 await batcher.flush()
+        except asyncio.CancelledError:
+            if not self.closing:
+                raise
+            # The server stopped under a stream still answering: it ends here, quietly
+            # (its caller sees the stream end and asks elsewhere).
         finally:
             self._readers.discard(reader)
             reader.cancel()
