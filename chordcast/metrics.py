@@ -8,12 +8,22 @@ fixed reason strings; never keys, node ids or group names.
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily
 
 from chord.node import ChordNode
@@ -21,6 +31,7 @@ from chord.ports import Observer
 from chord.storage import Storage
 from chordcast.address import join_address
 from chordcast.authz import REASONS as AUTH_REASONS
+from chordcast.build import version
 from chordcast.discovery.logic import Responder
 from chordcast.discovery.packet import DROP_REASONS
 from mcast.scribe import Scribe
@@ -33,6 +44,13 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class NodeMetrics(Observer):
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        # The standard process_* and python_* series (what every Prometheus exporter has),
+        # and which build this is.
+        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            r.register(standard)
+        Gauge("chordcast_build_info", "This node's build: 1, with the versions as labels",
+              ["version", "python", "grpcio"], registry=r).labels(
+            version(), platform.python_version(), grpc.__version__).set(1)
         self.lookup_hops = Histogram("chordcast_lookup_hops", "Overlay hops of lookups and "
                                      "KBR routes started on this node", buckets=HOP_BUCKETS,
                                      registry=r)

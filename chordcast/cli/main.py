@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from chordcast.build import version
 from chordcast.cli import certs, cluster, groups, node, ring, sim, storage
 from chordcast.cli.common import Parser, UsageError, at_least
 from chordcast.results import ClientError
@@ -28,7 +29,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="chordcast", description=(__doc__ or "").splitlines()[0])
-    p.add_argument("--version", action="version", version=f"chordcast {_version()}")
+    p.add_argument("--version", action="version", version=f"chordcast {version()}")
     p.add_argument("--json", action="store_true", default=False,
                    help="machine-readable output (before or after the command)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -43,15 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--nodes", type=at_least(int, 2), default=8)
     demo.set_defaults(func=cmd_demo)
     return p
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("chordcast")
-    except PackageNotFoundError:  # run from a source tree that is not installed
-        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

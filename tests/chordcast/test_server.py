@@ -130,6 +130,10 @@ def test_one_caller_gets_only_its_share_of_the_calls_at_once() -> None:
         text = urllib.request.urlopen(f"http://{node.metrics}/metrics", timeout=5).read()
         counted = re.search(rb'chordcast_auth_refusals_total\{reason="peer_limit"\} (\S+)', text)
         assert counted is not None and float(counted.group(1)) >= 1
+        # The standard series every exporter has, and the build.
+        for series in (b"process_resident_memory_bytes ", b"python_info{",
+                       b"python_gc_collections_total{", b"chordcast_build_info{grpcio="):
+            assert series in text, series
     finally:
         ring.stop()
     ring.check_logs()
