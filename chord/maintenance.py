@@ -88,6 +88,8 @@ class Maintenance:
                     node.state.forget(head.id)
                     node.cache.forget(head.id)
                     node.observer.repaired("successor")
+                    log.info("%s: successor %s does not answer: dropped, the next one takes "
+                             "its place", node.me.address, head.address)
                     continue
                 node.state.adopt_successors(head, nodes_from_pb(node.space, reply.successors))
                 # Follow predecessors back towards us while they are closer (bounded): nodes
@@ -236,4 +238,6 @@ class Maintenance:
                 node.state.predecessor = None
             node.state.forget(pred.id)
             node.observer.repaired("predecessor")
+            log.info("%s: predecessor %s does not answer: dropped (the next one to notify "
+                     "us takes its place)", node.me.address, pred.address)
         node.changed(before)

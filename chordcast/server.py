@@ -198,6 +198,12 @@ class NodeServer:
                               f"ring)") from None
         if self.data is not None and self.data.ring != self.node.ring_id:
             await self.data.belong_to(self.node.ring_id)
+        successors = self.node.state.successors
+        if successors:
+            log.info("%s joined ring %s: successor %s", advertise, self.node.ring_id,
+                     successors[0].address)
+        else:
+            log.info("%s founded ring %s", advertise, self.node.ring_id)
         self.in_ring = True
         self.node.start()
         self.storage.start()
