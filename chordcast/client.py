@@ -244,8 +244,8 @@ class Client:
     async def _node(self, method: str, request: Any, address: str | None = None) -> Any:
         return await self._unary("node", method, request, address)
 
-    async def _mcast(self, method: str, request: Any) -> Any:
-        return await self._unary("mcast", method, request)
+    async def _mcast(self, method: str, request: Any, address: str | None = None) -> Any:
+        return await self._unary("mcast", method, request, address)
 
     async def space(self) -> IdSpace:
         """The ring's id space (its width comes from the first node that answers)."""
@@ -465,9 +465,10 @@ class Client:
         r = await self._mcast("List", mpb.ListGroupsRequest())
         return [_info(g) for g in r.groups]
 
-    async def roles(self) -> list[GroupRole]:
-        """The current node's part in each group's tree (root, children, members, parent)."""
-        r = await self._mcast("Roles", mpb.RolesRequest())
+    async def roles(self, address: str | None = None) -> list[GroupRole]:
+        """A node's part in each group's tree (root, children, members, parent): the node at
+        `address`, or the current one."""
+        r = await self._mcast("Roles", mpb.RolesRequest(), address)
         return [GroupRole(g.name, g.root, g.parent, g.children, g.members, g.last_seq)
                 for g in r.groups]
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from chordcast.build import version
-from chordcast.cli import certs, cluster, groups, node, ring, sim, storage
+from chordcast.cli import certs, cluster, groups, node, ring, sim, status, storage
 from chordcast.cli.common import Parser, UsageError, at_least
 from chordcast.results import ClientError
 from chordcast.tls import TlsError
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.register(sub)
     cluster.register(sub)
     ring.register(sub)
+    status.register(sub)
     storage.register(sub)
     groups.register(sub)
     sim.register(sub)

@@ -213,3 +213,26 @@ def test_cli_conventions_over_a_live_ring(ring: LocalRing, tmp_path) -> None:  #
     short_id = cli("lookup", "--id", "3fa9", "--via", via)
     assert short_id.returncode == 2 and "has 4" in short_id.stderr
     assert len(short_id.stderr.strip().splitlines()) == 1
+
+
+def test_status_lists_every_node_and_fails_while_one_is_down() -> None:
+    ring = LocalRing(extra_args=["--stabilize-interval", "5", "--idle-backoff", "1"])
+    with ring.running(4) as r:
+        via = r.live()[0].address
+        with BlockingClient(via) as client:
+            client.create("status-group")
+        ok = cli("status", "--via", via, "--json")
+        assert ok.returncode == 0, ok.stderr
+        report = json.loads(ok.stdout)
+        assert report["healthy"] and len(report["nodes"]) == 4
+        assert {n["address"] for n in report["nodes"]} == {n.address for n in r.live()}
+        assert all(n["state"] == "up" and n["neighbours"] == "ok" for n in report["nodes"])
+        assert sum(n["groups"] for n in report["nodes"]) >= 1  # the group's root
+        victim = r.live()[2]
+        r.kill(victim)  # the others still list it (stabilization every 5 s)
+        down = cli("status", "--via", via)
+        assert down.returncode == 1, down.stdout + down.stderr
+        assert "NOT healthy" in down.stdout
+        assert any(line.startswith("down") and victim.address in line
+                   for line in down.stdout.splitlines())
+    r.check_logs()
