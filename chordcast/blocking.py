@@ -41,6 +41,7 @@ class BlockingClient:
         # Made first: it validates the addresses before any thread starts.
         self.client = Client(addresses, timeout, ring_aware, tls)
         self._loop = asyncio.new_event_loop()
+        self._closed = False
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="chordcast-client")
         self._thread.start()
@@ -50,12 +51,16 @@ class BlockingClient:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def close(self) -> None:
-        if self._loop.is_closed():
+        if self._closed:
             return
+        self._closed = True
         self.run(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
-        self._loop.close()
+        # The loop is stopped, not closed: gRPC's completion-queue poller may still hand it
+        # a callback for a channel just closed, and on a closed loop that prints an "Event
+        # loop is closed" traceback in the caller's terminal. A stopped loop just drops it;
+        # the loop goes with this object.
 
     async def _shutdown(self) -> None:
         """Close the client, then end what is left on the loop (gRPC's own bookkeeping of
