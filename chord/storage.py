@@ -140,6 +140,15 @@ def check_value(value: bytes) -> None:
         )
 
 
+def _refused(exc: StorageError | DiskError) -> spb.StorageReply:
+    """The owner's answer to a request it cannot serve. Its own full (or failing) disk is
+    `full` too: the write is not acknowledged, and the caller hears RESOURCE_EXHAUSTED."""
+    if isinstance(exc, DiskError):
+        return spb.StorageReply(error=f"the owner cannot write to its data dir: {exc}",
+                                full=True)
+    return spb.StorageReply(error=str(exc), full=isinstance(exc, StorageFull))
+
+
 class Storage:
     name = APP
     one_hop = True  # `forward` only passes messages on: the location cache may skip the hops
@@ -259,11 +268,8 @@ class Storage:
             raise InvalidRequest("empty storage request")
         try:
             reply = await handler(getattr(req, op or ""))
-        except StorageError as exc:
-            reply = spb.StorageReply(error=str(exc), full=isinstance(exc, StorageFull))
-        except DiskError as exc:  # ours: the write is not acknowledged (RESOURCE_EXHAUSTED)
-            reply = spb.StorageReply(error=f"the owner cannot write to its data dir: {exc}",
-                                     full=True)
+        except (StorageError, DiskError) as exc:
+            reply = _refused(exc)
         return reply.SerializeToString()
 
     async def _owner_get(self, key: str) -> spb.StorageReply:
@@ -350,11 +356,8 @@ class Storage:
             return spb.StorageSyncReply(refused=True)
         try:
             reply = await self._owner_put(item)
-        except StorageError as exc:
-            reply = spb.StorageReply(error=str(exc), full=isinstance(exc, StorageFull))
-        except DiskError as exc:
-            reply = spb.StorageReply(error=f"the owner cannot write to its data dir: {exc}",
-                                     full=True)
+        except (StorageError, DiskError) as exc:
+            reply = _refused(exc)
         return spb.StorageSyncReply(put=reply)
 
     async def _on_store(self, store: spb.ItemBatch) -> spb.StorageSyncReply:

@@ -316,7 +316,7 @@ class NodeServer:
         True: joined, or founded as the lowest; False: nobody answered for REJOIN_WAIT (the
         caller goes on as for a first start: its seeds, else a ring of its own)."""
         me = self.node.me.address
-        first = min([me, *remembered], key=_address_order) == me
+        first = min([me, *remembered], key=split_address) == me
         deadline = self.node.clock.now() + REJOIN_WAIT
         candidates = list(dict.fromkeys([*seeds, *remembered[:REJOIN_THROUGH]]))
         while True:
@@ -442,8 +442,3 @@ def _duration(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f} {unit}"
     return f"{seconds:.0f} s"
-
-
-def _address_order(address: str) -> tuple[str, int]:
-    host, port = split_address(address)
-    return host, port

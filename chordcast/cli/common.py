@@ -33,8 +33,13 @@ class Parser(argparse.ArgumentParser):
     following arguments are required: key`) and exit status 2, as the help says."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        usage_error(self.prog, message)
         sys.exit(2)
+
+
+def usage_error(prog: str, message: str) -> None:
+    """The one line a wrong command line gets (whether argparse or a command found it)."""
+    print(f"{prog}: {message} (see {prog} --help)", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------- arguments
@@ -47,13 +52,23 @@ def address(text: str) -> str:
 
 
 def at_least(kind: Callable[[str], T], low: float) -> Callable[[str], T]:
+    return _number(kind, lambda v: v >= low, f"must be at least {low}")
+
+
+def positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    """A number above zero (a count or a duration: 0 and negatives mean nothing sensible)."""
+    return _number(kind, lambda v: v > 0, "must be above 0")
+
+
+def _number(kind: Callable[[str], T], fits: Callable[[Any], bool], rule: str
+            ) -> Callable[[str], T]:
     def parse(text: str) -> T:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value < low:  # type: ignore[operator]
-            raise argparse.ArgumentTypeError(f"must be at least {low}")
+        if not fits(value):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text}")
         return value
 
     return parse
@@ -116,21 +131,6 @@ def vias(args: argparse.Namespace) -> list[str]:
         except ValueError as exc:
             raise UsageError(f"--via {a}: {exc}") from None
     return out
-
-
-def positive(kind: Callable[[str], T]) -> Callable[[str], T]:
-    """A number above zero (a count or a duration: 0 and negatives mean nothing sensible)."""
-
-    def parse(text: str) -> T:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value > 0:  # type: ignore[operator]
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-        return value
-
-    return parse
 
 
 def add_client_command(sub: Any, name: str, func: Command, help: str) -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from chordcast.build import version
 from chordcast.cli import certs, cluster, groups, node, ring, sim, status, storage
-from chordcast.cli.common import Parser, UsageError, at_least
+from chordcast.cli.common import Parser, UsageError, at_least, usage_error
 from chordcast.results import ClientError
 from chordcast.tls import TlsError
 
@@ -53,8 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except UsageError as exc:
-        prog = getattr(args, "prog", f"chordcast {args.command}")
-        print(f"{prog}: {exc} (see {prog} --help)", file=sys.stderr)
+        usage_error(getattr(args, "prog", f"chordcast {args.command}"), str(exc))
         return 2
     except (ClientError, TlsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

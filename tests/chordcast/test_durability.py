@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,16 +194,23 @@ def test_a_rolling_restart_under_load_loses_duplicates_and_reorders_nothing(
             await sub.close()
             await lone.close()
 
+    async def sends_past(count: int, task: asyncio.Task[None]) -> None:
+        """Wait (bounded) until the load has had more than `count` sends acknowledged."""
+        deadline = time.monotonic() + 30
+        while len(sent) <= count:
+            assert not task.done() and time.monotonic() < deadline, "the load stalled"
+            await asyncio.sleep(0.05)
+
     async def roll() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(load(stop))
-        await asyncio.sleep(1.0)
+        await sends_past(5, task)  # under load before the first restart
         for address in durable.addresses:
             node = durable.node(address)
             await asyncio.to_thread(durable.ring.terminate, node)
             await asyncio.to_thread(durable.restart, node)
             await asyncio.to_thread(durable.ring.wait_converged, 60)
-        await asyncio.sleep(1.0)
+        await sends_past(len(sent) + 5, task)  # and after the last
         stop.set()
         await task
 
