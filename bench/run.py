@@ -15,12 +15,14 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cluster, dht, durability, echo, mcast
+from chordcast.cli.progress import spinner
 
 HERE = Path(__file__).resolve().parent
 PEER_PYTHON = HERE / ".venv-kademlia" / "bin" / "python"
@@ -178,18 +180,28 @@ def main() -> None:
                     "python": platform.python_version(), "grpcio": grpc.__version__},
         "smoke": args.smoke,
     }
-    result["echo"] = echo.measure(sequential=count, concurrent=2 * count)
-    result["kademlia"] = None if args.smoke else peer(32, count)
-    result["chordcast"] = {str(n): dht.measure(n, count, idle_seconds=2 if args.smoke else 10,
-                                               settle_seconds=1 if args.smoke else 16)
-                           for n in sizes}
-    result["cluster"] = (cluster.measure(2, 4, 20, idle_seconds=1, settle_seconds=1)
-                         if args.smoke
-                         else cluster.measure(4, 64, 200))
-    result["multicast"] = (mcast.measure(back_to_back=5, rate=100, count=20, in_flight=8)
-                           if args.smoke else mcast.measure())
-    result["durability"] = (durability.measure(nodes=3, count=30) if args.smoke
-                            else durability.measure())
+    phases: list[tuple[str, str, Callable[[], Any]]] = [
+        ("echo", "the bare grpc.aio echo (one hop's limit)",
+         lambda: echo.measure(sequential=count, concurrent=2 * count)),
+        ("kademlia", "the peer DHT (PyPI kademlia)",
+         lambda: None if args.smoke else peer(32, count)),
+        ("chordcast", f"rings of {', '.join(map(str, sizes))} node processes",
+         lambda: {str(n): dht.measure(n, count, idle_seconds=2 if args.smoke else 10,
+                                      settle_seconds=1 if args.smoke else 16)
+                  for n in sizes}),
+        ("cluster", "many nodes per process",
+         lambda: cluster.measure(2, 4, 20, idle_seconds=1, settle_seconds=1) if args.smoke
+         else cluster.measure(4, 64, 200)),
+        ("multicast", "multicast throughput and latency",
+         lambda: mcast.measure(back_to_back=5, rate=100, count=20, in_flight=8) if args.smoke
+         else mcast.measure()),
+        ("durability", "puts with and without --data-dir",
+         lambda: durability.measure(nodes=3, count=30) if args.smoke
+         else durability.measure()),
+    ]
+    for k, (name, what, measure) in enumerate(phases, 1):
+        with spinner(f"bench {k}/{len(phases)}: {what}"):  # (quiet when piped)
+            result[name] = measure()
     result["ratios"] = ratios(result)
     result["wall_seconds"] = time.monotonic() - started
     args.out.mkdir(parents=True, exist_ok=True)

@@ -182,5 +182,6 @@ class Handlers:
         node = self.node
         origin = node_from_pb(node.space, req.origin)
         limit = key_from_pb(node.space, req.limit)
-        node.spawn(self.routing.spread(req.app, req.payload, origin, limit))
-        return pb.SpreadAck()
+        # Answered once the receiver's share is done, so the count of nodes reached adds up
+        # at the origin (a share takes O(log N) steps).
+        return pb.SpreadAck(reached=await self.routing.spread(req.app, req.payload, origin, limit))

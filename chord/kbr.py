@@ -91,7 +91,7 @@ class Overlay(Protocol):
 
     def app_flow(self, node: NodeRef, app: str) -> AppFlow: ...
 
-    async def broadcast(self, app: str, payload: bytes) -> None: ...
+    async def broadcast(self, app: str, payload: bytes) -> int: ...
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
@@ -176,9 +176,10 @@ class Kbr:
         upcall in the order sent (the answers are dropped)."""
         return self.node.app_flow(node, app)
 
-    async def broadcast(self, app: str, payload: bytes) -> None:
-        """Deliver to `app`'s `direct` upcall on every ring node, this one included."""
-        await self.node.broadcast(app, payload)
+    async def broadcast(self, app: str, payload: bytes) -> int:
+        """Deliver to `app`'s `direct` upcall on every ring node, this one included; returns
+        how many nodes delivered it."""
+        return await self.node.broadcast(app, payload)
 
     def owns(self, key: int) -> bool:
         return self.node.state.owns(key)

@@ -244,9 +244,10 @@ class ChordNode(NodeCore):
         """This node asks each hop in turn for the next one (no forward upcalls)."""
         return await self.routing.lookup_iterative(key)
 
-    async def broadcast(self, app: str, payload: bytes) -> None:
-        """Deliver `payload` to `app` on every ring node (this one included)."""
-        await self.routing.broadcast(app, payload)
+    async def broadcast(self, app: str, payload: bytes) -> int:
+        """Deliver `payload` to `app` on every ring node (this one included); returns how
+        many delivered it."""
+        return await self.routing.broadcast(app, payload)
 
     async def app_call(self, node: NodeRef, app: str, payload: bytes) -> bytes:
         """Send an application message straight to `node` (not routed)."""

@@ -321,16 +321,21 @@ class Routing:
             pass  # the origin is gone; nobody is waiting
 
     # ================================================================== broadcast
-    async def broadcast(self, app: str, payload: bytes) -> None:
-        """Deliver `payload` to `app` on every ring node (this one included)."""
-        await self.spread(app, payload, self.node.me, self.node.me.id)
+    async def broadcast(self, app: str, payload: bytes) -> int:
+        """Deliver `payload` to `app` on every ring node (this one included); returns how
+        many nodes delivered it."""
+        return await self.spread(app, payload, self.node.me, self.node.me.id)
 
-    async def spread(self, app: str, payload: bytes, origin: NodeRef, limit: int) -> None:
+    async def spread(self, app: str, payload: bytes, origin: NodeRef, limit: int) -> int:
         """Deliver here, then hand each known node in (me, limit) the stretch up to the next
-        one: every node is reached once, in O(log N) steps when the fingers are right."""
+        one: every node is reached once, in O(log N) steps when the fingers are right.
+        Returns the nodes of the stretch that delivered it (each answers once its own stretch
+        is done, so the origin learns how many the broadcast reached)."""
         node = self.node
+        reached = 0
         try:
             await node.upcalls.direct(app, payload, origin)
+            reached = 1
         except InvalidRequest as exc:  # refused here (e.g. no such application): said once
             log.warning("broadcast from %s refused on %s: %s", origin.address,
                         node.me.address, exc)
@@ -342,31 +347,32 @@ class Routing:
             key=lambda n: node.space.distance(node.me.id, n.id),
         )
         if not targets:
-            return  # a leaf of the spread: nobody left in our stretch
+            return reached  # a leaf of the spread: nobody left in our stretch
         limits = [t.id for t in targets[1:]] + [limit]
-        await asyncio.gather(*(self._spread_to(app, payload, origin, t, lim)
-                               for t, lim in zip(targets, limits, strict=True)))
+        return reached + sum(await asyncio.gather(
+            *(self._spread_to(app, payload, origin, t, lim)
+              for t, lim in zip(targets, limits, strict=True))))
 
     async def _spread_to(self, app: str, payload: bytes, origin: NodeRef, target: NodeRef,
-                         limit: int) -> None:
+                         limit: int) -> int:
         node = self.node
         req = pb.SpreadRequest(app=app, payload=payload, origin=node_to_pb(node.space, origin),
                                limit=node.space.to_bytes(limit))
         try:
-            await node.call(target.address, "Spread", req)
-            return
+            return int((await node.call(target.address, "Spread", req)).reached)
         except (PeerUnavailable, RemoteError):
             node.forget(target.id)
         # The target is gone: its stretch now starts at its successor, if that is still ours.
         try:
             owner = (await self.lookup(target.id)).owner
         except LookupFailed:
-            return
+            return 0
         if owner.id != node.me.id and between(owner.id, node.me.id, limit):
             try:
-                await node.call(owner.address, "Spread", req)
+                return int((await node.call(owner.address, "Spread", req)).reached)
             except (PeerUnavailable, RemoteError):
                 pass
+        return 0
 
     # ================================================================== direct calls
     async def app_call(self, node: NodeRef, app: str, payload: bytes) -> bytes:

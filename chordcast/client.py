@@ -267,7 +267,7 @@ class Client:
             predecessor=self._peer(space, r.predecessor) if r.HasField("predecessor") else None,
             successors=[self._peer(space, s) for s in r.successors],
             fingers=[self._peer(space, f) for f in r.fingers],
-            keys=r.keys, replicas=r.replicas, id_bits=r.id_bits,
+            keys=r.keys, replicas=r.replicas, id_bits=r.id_bits, rpc_p99_ms=r.rpc_p99_ms,
         )
 
     async def ring(self, limit: int = MAX_RING_WALK) -> list[NodeInfo]:
@@ -469,14 +469,16 @@ class Client:
         """A node's part in each group's tree (root, children, members, parent): the node at
         `address`, or the current one."""
         r = await self._mcast("Roles", mpb.RolesRequest(), address)
-        return [GroupRole(g.name, g.root, g.parent, g.children, g.members, g.last_seq)
+        return [GroupRole(g.name, g.root, g.parent, g.children, g.members, g.last_seq,
+                          tuple(g.child_addresses), tuple(g.member_names))
                 for g in r.groups]
 
     # -- the ring's inboxes -----------------------------------------------------------------
-    async def broadcast(self, payload: bytes | str, sender: str = "") -> None:
-        """To every ring node's inbox, over the fingers."""
-        await self._mcast("Broadcast", mpb.BroadcastRequest(payload=_payload(payload),
-                                                            sender=sender))
+    async def broadcast(self, payload: bytes | str, sender: str = "") -> int:
+        """To every ring node's inbox, over the fingers; returns how many nodes it reached."""
+        r = await self._mcast("Broadcast", mpb.BroadcastRequest(payload=_payload(payload),
+                                                                sender=sender))
+        return int(r.reached)
 
     async def unicast(self, key: str, payload: bytes | str, sender: str = "") -> str:
         """To the inbox of the node that owns `key`; returns its address."""

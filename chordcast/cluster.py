@@ -68,8 +68,10 @@ class Cluster:
     """The running nodes of one process."""
 
     def __init__(self, options: ClusterOptions,
-                 announce: Callable[[str], None] | None = None) -> None:
+                 announce: Callable[[str], None] | None = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> None:
         self.options = options
+        self.progress = progress
         self.plan = node_options(options)
         self.servers: list[NodeServer] = []  # started and in the ring
         self.announce = announce or (lambda line: print(line, flush=True))
@@ -104,6 +106,8 @@ class Cluster:
         metrics = f" metrics on {ns.metrics_address}" if ns.metrics_address else ""
         self.announce(f"chordcast node {ns.space.format(ns.node.me.id)} listening on "
                       f"{advertised}{metrics}")
+        if self.progress is not None:
+            self.progress("nodes joined", len(self.servers), len(self.plan))
 
     async def leave(self) -> bool:
         """Every node leaves gracefully, one at a time in id order, within the deadline; False
@@ -130,15 +134,16 @@ async def _abandon(ns: NodeServer) -> None:
     """Stop a node that is not (or no longer) taking part, without a goodbye."""
     await ns.server.stop(grace=None)
     await ns.transport.close()
-    ns.metrics.close()
+    await ns.close_http()
     node = getattr(ns, "node", None)
     if node is not None:
         await node.stop()
 
 
-async def run_cluster(options: ClusterOptions) -> int:
+async def run_cluster(options: ClusterOptions,
+                      progress: Callable[[str, int, int], None] | None = None) -> int:
     """`chordcast cluster`: start the nodes, wait for SIGINT or SIGTERM, leave."""
-    cluster = Cluster(options)
+    cluster = Cluster(options, progress=progress)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

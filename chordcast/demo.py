@@ -8,6 +8,7 @@ import time
 
 from chordcast.blocking import BlockingClient
 from chordcast.cli.common import print_table, short
+from chordcast.cli.progress import spinner
 from chordcast.localring import LocalRing, RingError
 from chordcast.results import ClientError
 
@@ -67,8 +68,9 @@ def run_demo(nodes: int = 8) -> int:
     ring = LocalRing(extra_args=["--stabilize-interval", "0.2", "--log-level", "warning"])
     try:
         banner(f"starting {nodes} node processes on 127.0.0.1 (free ports)")
-        ring.start(nodes)
-        ring.wait_converged(timeout=60)
+        with spinner(f"waiting for {nodes} nodes to start and settle into one ring"):
+            ring.start(nodes)
+            ring.wait_converged(timeout=60)
         via = ring.nodes[0].address
         show_ring(via)
 
@@ -101,7 +103,8 @@ def run_demo(nodes: int = 8) -> int:
         banner(f"crash: SIGKILL the owner of {KEYS[0]!r} ({victim.address})")
         ring.kill(victim)
         started = time.monotonic()
-        ring.wait_converged(timeout=60)
+        with spinner("waiting for the ring to repair"):
+            ring.wait_converged(timeout=60)
         print(f"ring repaired in {time.monotonic() - started:.1f}s")
         survivor = ring.live()[0].address
         show_ring(survivor)

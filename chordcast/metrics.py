@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -22,21 +23,23 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    start_http_server,
+    generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from chord.node import ChordNode
 from chord.ports import Observer
 from chord.storage import Storage
-from chordcast.address import join_address
 from chordcast.authz import REASONS as AUTH_REASONS
 from chordcast.build import version
 from chordcast.discovery.logic import Responder
 from chordcast.discovery.packet import DROP_REASONS
+from chordcast.web.http import Request, Response
 from mcast.scribe import Scribe
 from mcast.tree import TreeRole
 
+RECENT_RPCS = 1024  # served RPC times kept for the p99 `chordcast status` shows
 HOP_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -44,6 +47,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 class NodeMetrics(Observer):
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._served: deque[float] = deque(maxlen=RECENT_RPCS)  # seconds, newest last
         # The standard process_* and python_* series (what every Prometheus exporter has),
         # and which build this is.
         for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
@@ -116,7 +120,6 @@ class NodeMetrics(Observer):
             self.mcast_gaps.labels(outcome)
         for reason in AUTH_REASONS:
             self.auth_refusals.labels(reason)
-        self._server: Any = None
 
     # -- Observer (called by protocol code) -------------------------------------------------
     def lookup(self, hops: int, seconds: float) -> None:
@@ -157,10 +160,20 @@ class NodeMetrics(Observer):
 
     def rpc(self, method: str, side: str, seconds: float, code: str) -> None:
         self.rpc_seconds.labels(method, side).observe(seconds)
+        if side == "server":
+            self._served.append(seconds)
         if code != "OK":
             self.rpc_errors.labels(method, side, code).inc()
             if side == "client" and code == "DEADLINE_EXCEEDED":
                 self.rpc_timeouts.labels(method).inc()
+
+    def rpc_p99_ms(self) -> float:
+        """The slowest 1% of the last RPCs this node served, in ms (0: none yet): what
+        `chordcast status` shows; Prometheus has the histogram over any window."""
+        if not self._served:
+            return 0.0
+        ordered = sorted(self._served)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000.0
 
     def refused(self, reason: str) -> None:
         """A call refused by authorization (chordcast.authz)."""
@@ -209,21 +222,9 @@ class NodeMetrics(Observer):
               lambda: sum(len(g.members) for g in scribe.roles()))
         r.register(_DiscoveryCollector(discovery))
 
-    def serve(self, host: str, port: int) -> int:
-        """Serve /metrics; returns the port (port 0 picks a free one)."""
-        try:
-            server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            reason = (exc.strerror or str(exc)).lower()
-            raise OSError(f"cannot serve metrics on {join_address(host, port)}: {reason}"
-                          ) from None
-        self._server = server
-        return int(server.server_port)
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+    async def exposition(self, request: Request) -> Response:
+        """GET /metrics: the registry in Prometheus' text format."""
+        return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
 
 
 class _DiscoveryCollector:

@@ -35,6 +35,7 @@ class NodeInfo:
     keys: int
     replicas: int
     id_bits: int
+    rpc_p99_ms: float = 0.0  # the slowest 1% of the RPCs it served lately; 0: none yet
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,8 @@ class GroupRole:
     children: int
     members: int
     last_seq: int
+    child_addresses: tuple[str, ...] = ()
+    member_names: tuple[str, ...] = ()  # as each member named itself when it joined here
 
 
 @dataclass(frozen=True)
@@ -128,3 +131,15 @@ class InboxMessage:
     @property
     def text(self) -> str:
         return self.payload.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    """One node of a group's multicast tree, as the tree was walked from its root."""
+
+    address: str
+    parent: str                # "" at the root
+    depth: int                 # 0 at the root
+    children: tuple[str, ...]  # addresses
+    members: tuple[str, ...]   # names of the members attached here
+    root: bool

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import random
 import socket
 import time
@@ -40,6 +41,8 @@ from chordcast.transport import CHANNEL_OPTIONS, SERVICE_NAME, GrpcTransport, ch
 from chordcast.v1 import client_pb2 as cpb
 from chordcast.v1 import client_pb2_grpc, mcast_pb2_grpc
 from chordcast.v1 import mcast_pb2 as mpb
+from chordcast.web.http import HttpServer
+from chordcast.web.view import RingView
 from mcast.disk import GROUPS
 from mcast.scribe import Scribe, ScribeConfig
 
@@ -119,6 +122,8 @@ class NodeServer:
         self.health_server: grpc.aio.Server | None = None
         self.health_address = ""
         self.data: DataDir | None = None
+        self.http: HttpServer | None = None
+        self.view: RingView | None = None
 
     async def start(self) -> str:
         """Bind, build the protocol objects, start serving, then join. Returns the address."""
@@ -159,12 +164,12 @@ class NodeServer:
         self.scribe = Scribe(self.kbr, opts.scribe, random.SystemRandom(),
                              proofs=ProofChecker(self.tls) if self.tls is not None else None,
                              durable=self.data)
+        self.node_api = NodeApiServicer(self.node, self.storage, lambda: self.in_ring,
+                                        self.streams, self.metrics.rpc, self.metrics.rpc_p99_ms)
         self.server.add_generic_rpc_handlers(
             [chord_handler(self.node.handle, self.streams, self.metrics.rpc, self._authorize)])
         client_pb2_grpc.add_NodeApiServicer_to_server(
-            NodeApiServicer(self.node, self.storage, lambda: self.in_ring, self.streams,
-                            self.metrics.rpc),
-            self.server)
+            self.node_api, self.server)
         mcast_pb2_grpc.add_MulticastServicer_to_server(
             MulticastServicer(self.scribe, lambda: self.in_ring, self.streams, self.metrics.rpc,
                               opts.member_buffer),
@@ -176,9 +181,7 @@ class NodeServer:
         )
         self.metrics.watch(self.node, self.storage, self.scribe, self.discovery_counts)
         if opts.metrics_port is not None:
-            mhost = opts.metrics_host or host
-            mport = self.metrics.serve(mhost, opts.metrics_port)
-            self.metrics_address = join_address(mhost, mport)
+            await self._serve_http(opts.metrics_host or host, opts.metrics_port, advertise)
         if opts.health_port is not None:
             self.health_server = grpc.aio.server()
             health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
@@ -338,6 +341,26 @@ class NodeServer:
                     return False
             await self.node.clock.sleep(0.5)
 
+    async def _serve_http(self, host: str, port: int, advertise: str) -> None:
+        """The HTTP port: /metrics, and the live view at / with its JSON API at /api/."""
+        self.view = RingView(advertise, self.options.tls, lambda: list(
+            self.node_api.recent_lookups))
+        self.http = HttpServer({"/metrics": self.metrics.exposition, **self.view.routes()})
+        try:
+            bound = await self.http.start(host, port)
+        except OSError as exc:
+            # (asyncio's message repeats the address; the errno's text is the reason.)
+            reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+            raise OSError(f"cannot serve metrics on {join_address(host, port)}: {reason}"
+                          ) from None
+        self.metrics_address = join_address(host, bound)
+
+    async def close_http(self) -> None:
+        if self.view is not None:
+            await self.view.close()
+        if self.http is not None:
+            await self.http.close()
+
     async def _set_health(self, status: int) -> None:
         for service in ("", SERVICE_NAME, NODE_API, MULTICAST):
             await self.health.set(service, status)
@@ -355,7 +378,7 @@ class NodeServer:
             if self.health_server is not None:
                 await self.health_server.stop(grace=None)
             await self.transport.close()
-            self.metrics.close()
+            await self.close_http()
             self.close_data()
 
     def close_data(self) -> None:

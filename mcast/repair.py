@@ -181,9 +181,15 @@ class Repair:
                 lost_upto = min(routed.first_available - 1, last)
                 for member in g.members.values():
                     member.gap(g.name, lost_upto)
+                log.warning("%s: messages %d..%d of %r are lost for good (past the root's "
+                            "archive); members were told", core.me.address, first, lost_upto,
+                            g.name)
                 core.kbr.observer.mcast("gap_lost")
                 self.children.disseminate(g, g.skip_to(lost_upto))
         core.kbr.observer.mcast("gap_repaired")
+        if messages:
+            log.info("%s: repaired messages %d..%d of %r", core.me.address, messages[0].seq,
+                     messages[-1].seq, g.name)
         self.children.disseminate(g, g.accept(messages))
 
     def on_range(self, op: mpb.RangeOp) -> bytes:
@@ -254,6 +260,8 @@ class Repair:
         jobs = []
         for g in list(self.core.groups.values()):
             for address in [a for a, c in g.children.items() if c.expires < now]:
+                log.info("%s: child %s of %r went silent: dropped from the tree",
+                         self.core.me.address, address, g.name)
                 self.children.drop_child(g, address)
             if g.idle:
                 jobs.append(self.prune_if_idle(g))
@@ -287,14 +295,24 @@ class Repair:
         await self._rejoin(g)
 
     async def _rejoin(self, g: GroupState) -> None:
+        core = self.core
+        lost = g.parent.address if g.parent is not None else "none"
         g.parent = None
-        self.core.kbr.observer.mcast("tree_repair")
+        core.kbr.observer.mcast("tree_repair")
         try:
             seq = await self.join_tree(g)
         except McastError as exc:
             if exc.code == "not_found":
+                log.info("%s: group %r is gone (its root does not know it): ended here",
+                         core.me.address, g.name)
                 await self.children.end(g.name)  # the group is gone
+            else:
+                log.info("%s: lost parent %s in %r; re-joining failed (%s), tried again "
+                         "next round", core.me.address, lost, g.name, exc)
             return
+        log.info("%s: lost parent %s in %r; re-joined the tree under %s at seq %d",
+                 core.me.address, lost, g.name,
+                 g.parent.address if g.parent is not None else "the root (itself)", seq)
         # Catch up at once with what the tree sent while we were cut off, rather than at the
         # next refresh: the node that took our JOIN told us how far it is.
         await self.repair_gap(g, upto=seq)

@@ -339,10 +339,11 @@ class Scribe:
         except LookupFailed:
             return None
 
-    async def broadcast(self, payload: bytes, sender: str = "") -> None:
-        """To every ring node's inbox, over the fingers (N-1 messages, O(log N) steps)."""
+    async def broadcast(self, payload: bytes, sender: str = "") -> int:
+        """To every ring node's inbox, over the fingers (N-1 messages, O(log N) steps);
+        returns how many nodes it reached."""
         check_payload(payload)
-        await self.kbr.broadcast(APP, mpb.McastDirect(
+        return await self.kbr.broadcast(APP, mpb.McastDirect(
             broadcast=_inbox_payload("broadcast", payload, sender or self.me.address)
         ).SerializeToString())
 

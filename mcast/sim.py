@@ -10,10 +10,9 @@ import asyncio
 import math
 import random
 import statistics
-import sys
 from typing import Any
 
-from chord.sim.experiments import SimStats, new_ring, pair_latency, percentile
+from chord.sim.experiments import Progress, SimStats, new_ring, pair_latency, percentile
 from chord.sim.ring import SimRing
 from mcast.scribe import McastError, Scribe, ScribeConfig
 from mcast.tree import MESSAGE
@@ -21,7 +20,7 @@ from mcast.tree import MESSAGE
 
 async def mcast_experiment(nodes: int, seed: int, groups: int, sizes: list[int],
                            messages: int, crash_fraction: float = 0.0,
-                           progress: bool = False, parent_timeout: float = 30.0
+                           progress: Progress | None = None, parent_timeout: float = 30.0
                            ) -> dict[str, Any]:
     """Scribe: `groups` groups with the given member counts (one member per node), messages
     from random senders, optionally crashing a fraction of the forwarders while they flow."""
@@ -65,9 +64,8 @@ async def mcast_experiment(nodes: int, seed: int, groups: int, sizes: list[int],
     rng.shuffle(order)  # groups fill up together, as they would in a live system
     for start in range(0, len(order), 1000):  # 1,000 joins in flight at a time
         await asyncio.gather(*(joins[i] for i in order[start:start + 1000]))
-        if progress:
-            print(f"  {min(start + 1000, len(order))}/{len(order)} members joined",
-                  file=sys.stderr, flush=True)
+        if progress is not None:
+            progress("members joined", min(start + 1000, len(order)), len(order))
     stats = ring.observer
     assert isinstance(stats, SimStats)
     forwarded_before = stats.counts["mcast_forwarded"]

@@ -12,7 +12,6 @@ import asyncio
 import math
 import random
 import statistics
-import sys
 import time
 import zlib
 from collections import Counter
@@ -27,6 +26,10 @@ from chord.sim.memnet import MemoryNetwork, VirtualTimeLoop
 from chord.sim.ring import SimRing
 
 TRACE_TAIL = 40
+
+# What a long experiment says as it goes: (what is being done, how many done, of how many).
+# The caller decides how to show it (a progress bar on a terminal, nothing when piped).
+Progress = Callable[[str, int, int], None]
 
 
 class InvariantViolation(Exception):
@@ -88,7 +91,7 @@ def check(ring: SimRing, seed: int) -> None:
 
 
 async def lookups(ring: SimRing, count: int, rng: random.Random, concurrency: int = 1000,
-                  progress: bool = False) -> dict[str, Any]:
+                  progress: Progress | None = None) -> dict[str, Any]:
     """`count` lookups of random keys from random live nodes, `concurrency` at a time. A
     lookup is correct when it returns the live owner (the oracle at its completion)."""
     addresses = sorted(ring.nodes)
@@ -113,8 +116,8 @@ async def lookups(ring: SimRing, count: int, rng: random.Random, concurrency: in
         batch = min(concurrency, count - done)
         await asyncio.gather(*(one() for _ in range(batch)))
         done += batch
-        if progress and (done // concurrency) % 10 == 0:
-            print(f"  {done}/{count} lookups", file=sys.stderr, flush=True)
+        if progress is not None:
+            progress("lookups", done, count)
     timeouts = (stats.counts["repaired_next_hop"] - before) if stats else 0
     return {
         "lookups": count,
@@ -142,7 +145,7 @@ def new_ring(nodes: int, seed: int, successors: int, stabilize: float, bits: int
 
 async def ring_experiment(nodes: int, seed: int, lookup_count: int, fail_fraction: float = 0.0,
                           successors: int | None = None, repair: bool = True,
-                          stabilize: float = 1.0, progress: bool = False,
+                          stabilize: float = 1.0, progress: Progress | None = None,
                           form: str = "joins", location_cache: int = 0) -> dict[str, Any]:
     """Form a ring (by joins, or form="stable": the oracle's stable base), optionally fail a
     fraction of it at once, let it repair (or, with repair=False, stop stabilization as in the
@@ -158,8 +161,8 @@ async def ring_experiment(nodes: int, seed: int, lookup_count: int, fail_fractio
             assert ring.net.trace is not None
             del ring.net.trace[:-TRACE_TAIL]  # keep memory flat; the tail is what replays
             check(ring, seed)
-            if progress:
-                print(f"  {n} nodes joined (t={loop.time():.0f}s)", file=sys.stderr, flush=True)
+            if progress is not None:
+                progress("nodes joined", n, nodes)
 
         join_failures = await ring.form(nodes, report)
         if not repair:

@@ -60,7 +60,7 @@ def register(sub: Any) -> None:
 
     def common(p: argparse.ArgumentParser, days: int) -> None:
         p.add_argument("--dir", required=True, metavar="DIR",
-                       help="where the CA lives and the files are written")
+                       help="where the CA lives and the files are written (no default)")
         p.add_argument("--days", type=at_least(int, 1), metavar="N",
                        help=f"validity in days (default: {days})")
         p.add_argument("--force", action="store_true", help="replace existing files")
@@ -78,7 +78,8 @@ def register(sub: Any) -> None:
     node.add_argument("--name", metavar="N",
                       help="file name: DIR/N.pem and DIR/N.key (default: node-HOST-PORT)")
     node.add_argument("--dns", action="append", metavar="NAME",
-                      help="another DNS name for standard tools (repeatable)")
+                      help="another DNS name for standard tools (repeatable; default: "
+                      "none)")
     common(node, LEAF_DAYS)
     node.set_defaults(func=cmd_node)
 

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from chordcast.cli.common import UsageError, address, at_least
+from chordcast.cli.progress import progress_bars
 from chordcast.cluster import ClusterOptions, node_options, run_cluster
 from chordcast.server import NodeOptions
 
@@ -29,7 +30,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         node_options(options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return asyncio.run(run_cluster(options))
+    with progress_bars() as report:  # a bar while the nodes join, on a terminal only
+        return asyncio.run(run_cluster(options, report))
 
 
 def register(sub: Any) -> None:

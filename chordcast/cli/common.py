@@ -11,6 +11,11 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
 from chord.ids import MAX_BITS, MIN_BITS
 from chordcast.address import split_address
 from chordcast.client import Client
@@ -28,9 +33,26 @@ VIA_ENV = "CHORDCAST_VIA"
 DEFAULT_TIMEOUT = 10.0
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, unless the help already says it (options
+    whose absence means something other than a value say so in their own words)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings
+                or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with a usage error as one line that names the command (`chordcast put: the
     following arguments are required: key`) and exit status 2, as the help says."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         usage_error(self.prog, message)
@@ -89,13 +111,27 @@ def id_bits(text: str) -> int:
 
 
 # ------------------------------------------------------------------------------- output
+def console(stderr: bool = False) -> Console:
+    """rich's console for stdout (or stderr): on a terminal, its width and colours; piped,
+    plain text with no width limit, so a row stays one line for grep and awk."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(file=stream, highlight=False, emoji=False)
+    return Console(file=stream, width=100_000, no_color=True, highlight=False, emoji=False,
+                   soft_wrap=True)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for h in headers:
+        t.add_column(h, no_wrap=True)
+    for row in rows:
+        t.add_row(*(escape(str(c)) for c in row))
+    return t
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for n, row in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    console().print(table(headers, rows))
 
 
 def print_json(obj: Any) -> None:
@@ -121,7 +157,8 @@ def with_client(args: argparse.Namespace, call: Callable[[Client], Awaitable[T]]
 def vias(args: argparse.Namespace) -> list[str]:
     """The nodes to talk to: every --via (each may list several, comma-separated), else
     CHORDCAST_VIA. Checked here, so a bad one is a usage error that names it."""
-    given = args.via or [os.environ.get(VIA_ENV, "")]
+    given = (args.via or []) + (getattr(args, "via_after", None) or []) or [
+        os.environ.get(VIA_ENV, "")]
     out = [a.strip() for v in given for a in v.split(",") if a.strip()]
     if not out:
         raise UsageError(f"give --via HOST:PORT (any node of the ring), or set {VIA_ENV}")
@@ -136,15 +173,25 @@ def vias(args: argparse.Namespace) -> list[str]:
 def add_client_command(sub: Any, name: str, func: Command, help: str) -> argparse.ArgumentParser:
     """A command that talks to a ring: the shared --via, --timeout and --json options."""
     c: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
-    c.add_argument("--via", action="append", metavar="HOST:PORT",
-                   help=f"a node of the ring; repeat it (or give a comma-separated list) "
-                   f"for nodes to fall back on (default: ${VIA_ENV})")
-    c.add_argument("--timeout", type=positive(float), default=DEFAULT_TIMEOUT,
-                   metavar="SECONDS", help=f"deadline of each call (default {DEFAULT_TIMEOUT:g})")
+    add_connection_options(c, argparse.SUPPRESS)
     add_json_option(c)
     add_tls_options(c, "a client certificate (`chordcast certs client`)")
     c.set_defaults(func=func, prog=c.prog)  # (named in usage errors found after parsing)
     return c
+
+
+def add_connection_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """--via and --timeout, accepted before the command (`chordcast --via A put k v`) and
+    after it; after the command, SUPPRESS keeps an absent one from undoing the first."""
+    # After the command, a dest of its own: argparse copies a subcommand's values over the
+    # top level's, and both lists count.
+    parser.add_argument("--via", action="append", metavar="HOST:PORT", default=default,
+                        dest="via" if default is None else "via_after",
+                        help=f"a node of the ring; repeat it (or give a comma-separated list) "
+                        f"for nodes to fall back on (default: ${VIA_ENV})")
+    parser.add_argument("--timeout", type=positive(float), metavar="SECONDS",
+                        default=DEFAULT_TIMEOUT if default is None else default,
+                        help=f"deadline of each call (default: {DEFAULT_TIMEOUT:g})")
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

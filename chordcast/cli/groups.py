@@ -7,19 +7,25 @@ import base64
 import sys
 from typing import Any
 
+from rich.markup import escape
+from rich.tree import Tree
+
 from chordcast.cli.common import (
     UsageError,
     add_client_command,
     at_least,
+    console,
     positive,
     print_json,
     print_table,
+    table,
     vias,
     with_client,
 )
 from chordcast.cli.inputs import CannotRead, TooLarge, text_or_file
 from chordcast.client import Client
-from chordcast.results import ClientError, GroupMessage
+from chordcast.results import ClientError, GroupInfo, GroupMessage, TreeNode
+from chordcast.survey import group_tree
 from mcast.scribe import MAX_PAYLOAD
 
 
@@ -136,19 +142,48 @@ def cmd_destroy(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    g = with_client(args, lambda c: c.info(args.name))
+    async def go(client: Client) -> tuple[GroupInfo, list[TreeNode]]:
+        g = await client.info(args.name)
+        return g, await group_tree(g.group, g.root, client.roles)
+
+    g, tree = with_client(args, go)
+    members = [{"name": name, "node": t.address} for t in tree for name in t.members]
     doc = {"group": g.group, "group_id": g.group_id, "root": g.root, "creator": g.creator,
            "created": g.created, "last_seq": g.last_seq, "members": g.members, "depth": g.depth,
            "owner": g.owner, "publishers": list(g.publishers),
-           "subscribers": list(g.subscribers)}
+           "subscribers": list(g.subscribers), "member_names": members,
+           "tree": [{"address": t.address, "parent": t.parent, "depth": t.depth,
+                     "children": list(t.children), "members": list(t.members)} for t in tree]}
     if args.json:
         print_json(doc)
-    else:
-        print_table(["group", "root", "members", "depth", "last seq", "creator", "publishers",
+        return 0
+    out = console()
+    if args.tree:
+        out.print(tree_picture(g, tree))
+        return 0
+    out.print(table(["group", "root", "members", "depth", "last seq", "creator", "publishers",
                      "subscribers"],
                     [[g.group, g.root, g.members, g.depth, g.last_seq, g.creator,
-                      ",".join(g.publishers) or "anyone", ",".join(g.subscribers) or "anyone"]])
+                      ",".join(g.publishers) or "anyone", ",".join(g.subscribers) or "anyone"]]))
+    if members:
+        out.print(table(["member", "attached at"], [[m["name"] or "(unnamed)", m["node"]]
+                                                    for m in members]))
     return 0
+
+
+def tree_picture(g: GroupInfo, tree: list[TreeNode]) -> Tree:
+    """The tree as rich draws it: each node with its role and depth, its members by name."""
+    branches: dict[str, Tree] = {}
+    picture = Tree(escape(f"group {g.group!r} (last seq {g.last_seq}, "
+                          f"{sum(len(t.members) for t in tree)} members)"))
+    for t in tree:
+        role = "root" if t.root else ("forwarder" if t.children else "member node")
+        label = f"[bold]{escape(t.address)}[/bold] {role}, depth {t.depth}"
+        if t.members:
+            label += " — members: " + escape(", ".join(m or "(unnamed)" for m in t.members))
+        parent = branches.get(t.parent)
+        branches[t.address] = (parent or picture).add(label)
+    return picture
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -175,9 +210,11 @@ def cmd_anycast(args: argparse.Namespace) -> int:
 
 def cmd_broadcast(args: argparse.Namespace) -> int:
     payload = read_payload(args)
-    with_client(args, lambda c: c.broadcast(payload, args.sender or ""))
+    reached = with_client(args, lambda c: c.broadcast(payload, args.sender or ""))
     if args.json:
-        print_json({"broadcast": True})
+        print_json({"broadcast": True, "reached": reached})
+    else:
+        print(f"delivered to the inbox of {reached} node(s)")
     return 0
 
 
@@ -218,7 +255,8 @@ def register(sub: Any) -> None:
 
     def text_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("text", nargs="?", help="the payload as text")
-        p.add_argument("--file", metavar="F", help="read the payload from a file (up to 1 MiB)")
+        p.add_argument("--file", metavar="F", help="read the payload from a file, `-` for "
+                       "standard input (up to 1 MiB; default: the TEXT argument)")
         p.add_argument("--sender", help="the sender name members see (default: the node; "
                        "on a ring with TLS, always the caller's certificate name)")
 
@@ -231,7 +269,8 @@ def register(sub: Any) -> None:
                    help="only these may subscribe (same form; default: anyone)")
     p = client_cmd(gsub, "join", cmd_join, "join and print messages as they arrive")
     p.add_argument("name")
-    p.add_argument("--member", help="a name for this member (for `group leave`)")
+    p.add_argument("--member", help="a name for this member, shown in `group info` and used "
+                   "by `group leave` (default: unnamed)")
     p.add_argument("--from-seq", type=at_least(int, 0), metavar="N",
                    help="deliver from message N on (from the group's archive; 0: all it "
                    "keeps; default: only messages sent from now)")
@@ -242,14 +281,17 @@ def register(sub: Any) -> None:
     text_args(p)
     p = client_cmd(gsub, "leave", cmd_leave, "detach a named member from a group")
     p.add_argument("name")
-    p.add_argument("--member", required=True)
+    p.add_argument("--member", required=True,
+                   help="the name the member joined with (no default)")
     p = client_cmd(gsub, "destroy", cmd_destroy, "destroy a group (creator only)")
     p.add_argument("name")
     p.add_argument("--token", default="",
                    help="the token `group create` printed (not needed by the creator's "
                         "certificate on a TLS ring)")
-    p = client_cmd(gsub, "info", cmd_info, "a group's root, members and depth")
+    p = client_cmd(gsub, "info", cmd_info, "a group's root, members (by name) and depth")
     p.add_argument("name")
+    p.add_argument("--tree", action="store_true",
+                   help="draw the multicast tree, with each node's members (default: a table)")
     client_cmd(gsub, "list", cmd_list, "every group in the ring")
     p = client_cmd(gsub, "anycast", cmd_anycast, "deliver to one member")
     p.add_argument("name")

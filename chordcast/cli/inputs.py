@@ -1,5 +1,5 @@
 """Reading a command-line payload: given as text, or from a file (`-`: standard input),
-under a size limit."""
+under a size limit; and writing a command's output to a file (`-`: standard output)."""
 
 from __future__ import annotations
 
@@ -32,3 +32,13 @@ def text_or_file(text: str | None, path: str | None, limit: int, arg: str, what:
         where = "standard input" if path == "-" else path
         raise TooLarge(f"{where} is larger than the 1 MiB {what} limit")
     return data
+
+
+def write_output(path: str, data: bytes) -> None:
+    """Write `data` to `path` (`-`: standard output); OSError when it cannot be written."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    with open(path, "wb") as out:
+        out.write(data)

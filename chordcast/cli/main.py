@@ -16,7 +16,13 @@ from collections.abc import Sequence
 
 from chordcast.build import version
 from chordcast.cli import certs, cluster, groups, node, ring, sim, status, storage
-from chordcast.cli.common import Parser, UsageError, at_least, usage_error
+from chordcast.cli.common import (
+    Parser,
+    UsageError,
+    add_connection_options,
+    at_least,
+    usage_error,
+)
 from chordcast.results import ClientError
 from chordcast.tls import TlsError
 
@@ -32,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"chordcast {version()}")
     p.add_argument("--json", action="store_true", default=False,
                    help="machine-readable output (before or after the command)")
+    add_connection_options(p, None)
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     node.register(sub)
     cluster.register(sub)
@@ -42,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.register(sub)
     certs.register(sub)
     demo = sub.add_parser("demo", help="start a local ring and show it working")
-    demo.add_argument("--nodes", type=at_least(int, 2), default=8)
+    demo.add_argument("--nodes", type=at_least(int, 2), default=8,
+                      help="nodes of the local ring")
     demo.set_defaults(func=cmd_demo)
     return p
 

@@ -32,6 +32,7 @@ from chordcast.discovery.net import (
 )
 from chordcast.discovery.service import MODES, DiscoveryConfig, query, read_key_file
 from chordcast.server import NodeOptions, NodeServer
+from chordcast.web.http import DEFAULT_PORT as DEFAULT_HTTP_PORT
 from mcast.scribe import ScribeConfig
 
 LEAVE_DEADLINE = 5.0
@@ -77,9 +78,11 @@ async def _run_node(options: NodeOptions) -> int:
         await ns.server.stop(grace=0.5)
         if ns.health_server is not None:
             await ns.health_server.stop(grace=None)
+        await ns.close_http()
         ns.close_data()
         return 1
-    metrics = f" metrics on {ns.metrics_address}" if ns.metrics_address else ""
+    metrics = (f" metrics on {ns.metrics_address} (live view: http://{ns.metrics_address}/)"
+               if ns.metrics_address else "")
     if ns.health_address:
         metrics += f" health on {ns.health_address}"
     print(f"chordcast node {ns.space.format(ns.node.me.id)} listening on {advertised}{metrics}",
@@ -147,14 +150,17 @@ def add_discovery_options(p: argparse.ArgumentParser, default_mode: str) -> None
                    help=f"how to find a ring without seeds (default {default_mode}; none "
                         f"with TLS unless a cluster key is given)")
     p.set_defaults(discover_default=default_mode)
-    p.add_argument("--discovery-port", type=port, default=DEFAULT_PORT, metavar="PORT")
+    p.add_argument("--discovery-port", type=port, default=DEFAULT_PORT, metavar="PORT",
+                   help="UDP port discovery probes and answers use")
     p.add_argument("--broadcast-address", metavar="IP",
                    help="default: the subnet broadcast of the advertised interface")
     p.add_argument("--multicast-group", default=DEFAULT_GROUP, metavar="IP",
                    help="administratively scoped group (239.0.0.0/8)")
-    p.add_argument("--multicast-ttl", type=at_least(int, 1), default=1, metavar="N")
+    p.add_argument("--multicast-ttl", type=at_least(int, 1), default=1, metavar="N",
+                   help="routers a multicast probe may cross (1: this subnet only)")
     p.add_argument("--cluster-key-file", metavar="F",
-                   help="authenticate discovery packets with HMAC-SHA256 under this key")
+                   help="authenticate discovery packets with HMAC-SHA256 under this key "
+                   "(default: none; needed for discovery on a ring with TLS)")
     p.add_argument("--discovery-window", type=at_least(float, 0.05), default=0.5,
                    metavar="SECONDS", help="how long each probe collects answers")
 
@@ -162,19 +168,25 @@ def add_discovery_options(p: argparse.ArgumentParser, default_mode: str) -> None
 def register(sub: Any) -> None:
     node = sub.add_parser("node", help="run a node in the foreground")
     node.add_argument("--listen", type=address, required=True, metavar="HOST:PORT",
-                      help="address to bind (port 0 picks a free one)")
+                      help="address to bind (port 0 picks a free one; no default)")
     node.add_argument("--advertise", type=address, metavar="HOST:PORT",
-                      help="address peers use to reach this node (its id is SHA-1 of it)")
+                      help="address peers use to reach this node (its id is SHA-1 of it; "
+                      "default: --listen, or this host's address when it listens on all)")
     node.add_argument("--join", type=address, action="append", metavar="HOST:PORT",
-                      help="a ring member to join through (repeatable; none: start a new ring)")
+                      help="a ring member to join through (repeatable; default: discovery, "
+                      "else start a new ring)")
     add_tls_options(node, "this node's certificate (`chordcast certs node`)")
-    node.add_argument("--id-bits", type=id_bits, default=MAX_BITS, metavar="M")
-    node.add_argument("--successors", type=at_least(int, 1), default=8, metavar="R")
-    node.add_argument("--replicas", type=at_least(int, 0), default=3, metavar="K")
+    node.add_argument("--id-bits", type=id_bits, default=MAX_BITS, metavar="M",
+                      help="width of node and key ids; every node of a ring must agree")
+    node.add_argument("--successors", type=at_least(int, 1), default=8, metavar="R",
+                      help="length of the successor list (the ring survives R-1 neighbours "
+                      "failing at once)")
+    node.add_argument("--replicas", type=at_least(int, 0), default=3, metavar="K",
+                      help="copies of each stored key on the owner's successors")
     node.add_argument("--stabilize-interval", type=at_least(float, 0.01), default=0.5,
-                      metavar="SECONDS")
+                      metavar="SECONDS", help="how often the node checks its neighbours")
     node.add_argument("--rpc-timeout", type=at_least(float, 0.01), default=1.0,
-                      metavar="SECONDS")
+                      metavar="SECONDS", help="deadline of a call to another node")
     node.add_argument("--location-cache", type=at_least(int, 0), default=4096, metavar="N",
                       help="nodes remembered for one-hop lookups (default 4096; 0: plain Chord "
                            "routing)")
@@ -183,9 +195,12 @@ def register(sub: Any) -> None:
                            "(default 8; 1: a fixed interval); a neighbour's connection "
                            "closing brings it back at once")
     node.add_argument("--log-level", default="info",
-                      choices=["debug", "info", "warning", "error"])
+                      choices=["debug", "info", "warning", "error"],
+                      help="info says when it joined, which neighbours failed, what was "
+                      "repaired")
     node.add_argument("--join-dns", type=address, action="append", metavar="NAME:PORT",
-                      help="join through every A/AAAA record of NAME (repeatable)")
+                      help="join through every A/AAAA record of NAME (repeatable; default: "
+                      "none)")
     node.add_argument("--require-join", action="store_true",
                       help="exit with an error instead of starting a new ring")
     add_discovery_options(node, "broadcast")
@@ -195,7 +210,8 @@ def register(sub: Any) -> None:
                       help="children per node per group before handing new ones down")
     node.add_argument("--health-port", type=at_least(int, 0), metavar="PORT",
                       help="also serve grpc.health.v1 alone, in plaintext, on this port of "
-                           "the metrics host (for probes that cannot do TLS; 0: a free port)")
+                           "the metrics host (for probes that cannot do TLS; 0: a free port; "
+                           "default: none)")
     node.add_argument("--max-groups", type=at_least(int, 1), default=10_000, metavar="N",
                       help="groups this node may be the root of (default 10000); past it a "
                            "create is RESOURCE_EXHAUSTED")
@@ -225,8 +241,11 @@ def register(sub: Any) -> None:
     node.add_argument("--tombstone-ttl", type=at_least(float, 1.0), default=7 * 24 * 3600.0,
                       metavar="SECONDS", help="how long a delete is remembered (default 7 "
                       "days); a data dir away longer comes back without its keys")
-    node.add_argument("--metrics-port", type=at_least(int, 0), metavar="PORT",
-                      help="serve Prometheus metrics at http://HOST:PORT/metrics (0: any port)")
+    node.add_argument("--metrics-port", type=at_least(int, 0), metavar="PORT", nargs="?",
+                      const=DEFAULT_HTTP_PORT,
+                      help="serve Prometheus metrics at http://HOST:PORT/metrics and the live "
+                      f"view at http://HOST:PORT/ (given alone: {DEFAULT_HTTP_PORT}; 0: any "
+                      "port; default: not served)")
     node.add_argument("--metrics-host", metavar="HOST",
                       help="address for the metrics endpoint (default: the --listen host)")
     node.set_defaults(func=cmd_node)

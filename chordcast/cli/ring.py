@@ -14,10 +14,24 @@ from chordcast.cli.common import (
     vias,
     with_client,
 )
+from chordcast.cli.inputs import write_output
 from chordcast.results import ClientError
+from chordcast.survey import survey_ring
+from chordcast.web.svg import ring_svg
 
 
 def cmd_ring(args: argparse.Namespace) -> int:
+    if args.svg:
+        s = with_client(args, lambda c: survey_ring(c, with_roles=False))
+        try:
+            write_output(args.svg, ring_svg(s).encode())
+        except OSError as exc:
+            raise ClientError(f"cannot write {args.svg}: {exc.strerror or exc}") from None
+        if args.json:
+            print_json({"svg": args.svg, "nodes": len(s.nodes), "up": len(s.up())})
+        elif args.svg != "-":
+            print(f"wrote the ring of {len(s.nodes)} node(s) to {args.svg}")
+        return 0
     infos = with_client(args, lambda c: c.ring())
     if args.json:
         print_json({"size": len(infos), "nodes": [
@@ -58,8 +72,12 @@ def cmd_lookup(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    add_client_command(sub, "ring", cmd_ring, "walk the ring and list its nodes")
+    rp = add_client_command(sub, "ring", cmd_ring, "walk the ring and list its nodes")
+    rp.add_argument("--svg", metavar="FILE",
+                    help="draw the ring as the live view does into FILE ('-': stdout) "
+                    "instead of listing it (default: a table)")
     lk = add_client_command(sub, "lookup", cmd_lookup, "find the node that owns a key")
     lk.add_argument("key", nargs="?", help="the key (hashed with SHA-1)")
-    lk.add_argument("--id", metavar="HEX", help="look up a raw identifier instead of a key")
+    lk.add_argument("--id", metavar="HEX", help="look up a raw identifier instead of a key "
+                    "(full width, as `--json` output prints ids; no default)")
     lk.add_argument("--iterative", action="store_true", help="ask each hop in turn")

@@ -9,7 +9,7 @@ from typing import Any
 
 from chord.storage import MAX_VALUE_BYTES
 from chordcast.cli.common import UsageError, add_client_command, print_json, with_client
-from chordcast.cli.inputs import CannotRead, TooLarge, text_or_file
+from chordcast.cli.inputs import CannotRead, TooLarge, text_or_file, write_output
 
 
 def cmd_put(args: argparse.Namespace) -> int:
@@ -38,8 +38,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         return 1
     if args.output:
         try:
-            with open(args.output, "wb") as out:
-                out.write(v.value)
+            write_output(args.output, v.value)
         except OSError as exc:
             print(f"error: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
             return 1
@@ -76,12 +75,13 @@ def register(sub: Any) -> None:
     put.add_argument("key")
     put.add_argument("value", nargs="?", help="the value, as text (or give --file)")
     put.add_argument("--file", metavar="F", help="read the value from a file, `-` for "
-                     "standard input (up to 1 MiB)")
+                     "standard input (up to 1 MiB; default: the VALUE argument)")
     get = add_client_command(sub, "get", cmd_get, "read a value")
     get.add_argument("key")
     how = get.add_mutually_exclusive_group()
     how.add_argument("--raw", action="store_true", help="write the value's bytes exactly, "
                      "nothing added (default: text, or base64 when it is not UTF-8)")
-    how.add_argument("--output", metavar="FILE", help="write the value's bytes to FILE")
+    how.add_argument("--output", metavar="FILE", help="write the value's bytes to FILE "
+                     "('-': stdout; default: print the value)")
     de = add_client_command(sub, "delete", cmd_delete, "delete a value")
     de.add_argument("key")

@@ -272,11 +272,11 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
                         ) -> mpb.BroadcastReply:
         await self._check(context)
         try:
-            await self.scribe.broadcast(request.payload,
-                                        acl_name(caller(context)) or request.sender)
+            reached = await self.scribe.broadcast(request.payload,
+                                                  acl_name(caller(context)) or request.sender)
         except McastError as exc:
             await _abort(context, exc)
-        return mpb.BroadcastReply()
+        return mpb.BroadcastReply(reached=reached)
 
     async def Unicast(self, request: mpb.UnicastRequest, context: Any) -> mpb.UnicastReply:
         await self._check(context)
@@ -291,7 +291,9 @@ class MulticastServicer(mcast_pb2_grpc.MulticastServicer):
         return mpb.RolesReply(groups=[
             mpb.GroupRole(name=g.name, root=g.is_root, children=len(g.children),
                           members=len(g.members), parent=g.parent.address if g.parent else "",
-                          last_seq=g.last_seq or 0)
+                          last_seq=g.last_seq or 0,
+                          child_addresses=[c.address for c in g.children],
+                          member_names=list(g.members))
             for g in self.scribe.roles()])
 
     async def Inbox(self, request: mpb.InboxRequest, context: Any

@@ -8,6 +8,8 @@ ring (`ready`).
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -19,15 +21,23 @@ from chord.node import ChordNode
 from chord.storage import Storage, StorageError, StorageFull, StorageUnavailable
 from chord.wire import node_to_pb, nodes_to_pb
 from chordcast import link
+from chordcast.results import Lookup, Peer
 from chordcast.transport import RpcObserver, served_by
 from chordcast.v1 import client_pb2 as cpb
 from chordcast.v1 import client_pb2_grpc
 
+RECENT_LOOKUPS = 32
+
 
 class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
     def __init__(self, node: ChordNode, storage: Storage, ready: Callable[[], bool],
-                 streams: link.Streams, observe: RpcObserver | None = None) -> None:
+                 streams: link.Streams, observe: RpcObserver | None = None,
+                 rpc_p99_ms: Callable[[], float] = lambda: 0.0) -> None:
         self.node = node
+        self.rpc_p99_ms = rpc_p99_ms
+        # The lookups clients made through this node, newest last (the live view draws
+        # their paths): (wall time, the lookup).
+        self.recent_lookups: deque[tuple[float, Lookup]] = deque(maxlen=RECENT_LOOKUPS)
         self.streams = streams
         self.storage = storage
         self.ready = ready  # has the node joined a ring?
@@ -55,7 +65,7 @@ class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
             fingers=nodes_to_pb(space, st.distinct_fingers()),
             keys=self.storage.owned_count(),
             replicas=self.storage.replica_count(),
-            id_bits=space.bits,
+            id_bits=space.bits, rpc_p99_ms=self.rpc_p99_ms(),
         )
 
     async def lookup(self, request: cpb.LookupRequest) -> cpb.LookupReply:
@@ -70,6 +80,10 @@ class NodeApiServicer(client_pb2_grpc.NodeApiServicer):
             result = await (node.lookup_iterative(key) if request.iterative else node.lookup(key))
         except LookupFailed as exc:
             raise link.Refusal(grpc.StatusCode.UNAVAILABLE, f"lookup failed: {exc}") from None
+        self.recent_lookups.append((time.time(), Lookup(
+            request.key, space.format(key), Peer(space.format(result.owner.id),
+                                                 result.owner.address),
+            result.hops, [n.address for n in result.path])))
         return cpb.LookupReply(
             key_id=space.to_bytes(key),
             owner=node_to_pb(space, result.owner),

@@ -158,8 +158,10 @@ class SpreadRequest(_message.Message):
     def __init__(self, app: _Optional[str] = ..., payload: _Optional[bytes] = ..., origin: _Optional[_Union[Node, _Mapping]] = ..., limit: _Optional[bytes] = ...) -> None: ...
 
 class SpreadAck(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("reached",)
+    REACHED_FIELD_NUMBER: _ClassVar[int]
+    reached: int
+    def __init__(self, reached: _Optional[int] = ...) -> None: ...
 
 class ResolveRequest(_message.Message):
     __slots__ = ("key", "app", "payload", "origin")

@@ -26,7 +26,7 @@ from chordcast.v1 import chord_pb2 as chordcast_dot_v1_dot_chord__pb2
 from chordcast.v1 import link_pb2 as chordcast_dot_v1_dot_link__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63hordcast/v1/client.proto\x12\x0c\x63hordcast.v1\x1a\x18\x63hordcast/v1/chord.proto\x1a\x17\x63hordcast/v1/link.proto\"\x11\n\x0fNodeInfoRequest\"\xd8\x01\n\rNodeInfoReply\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\'\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Node\x12&\n\nsuccessors\x18\x03 \x03(\x0b\x32\x12.chordcast.v1.Node\x12#\n\x07\x66ingers\x18\x04 \x03(\x0b\x32\x12.chordcast.v1.Node\x12\x0c\n\x04keys\x18\x05 \x01(\x04\x12\x10\n\x08replicas\x18\x06 \x01(\x04\x12\x0f\n\x07id_bits\x18\x07 \x01(\r\"?\n\rLookupRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\titerative\x18\x02 \x01(\x08\x12\x0e\n\x06key_id\x18\x03 \x01(\x0c\"p\n\x0bLookupReply\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12!\n\x05owner\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\x0c\n\x04hops\x18\x03 \x01(\r\x12 \n\x04path\x18\x04 \x03(\x0b\x32\x12.chordcast.v1.Node\"(\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\">\n\x08PutReply\x12!\n\x05owner\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\x19\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\\\n\x08GetReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12!\n\x05owner\x18\x03 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\x0f\n\x07version\x18\x04 \x01(\x04\"\x1c\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"?\n\x0b\x44\x65leteReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12!\n\x05owner\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Node2\xfe\x02\n\x07NodeApi\x12\x42\n\x04Info\x12\x1d.chordcast.v1.NodeInfoRequest\x1a\x1b.chordcast.v1.NodeInfoReply\x12@\n\x06Lookup\x12\x1b.chordcast.v1.LookupRequest\x1a\x19.chordcast.v1.LookupReply\x12\x37\n\x03Put\x12\x18.chordcast.v1.PutRequest\x1a\x16.chordcast.v1.PutReply\x12\x37\n\x03Get\x12\x18.chordcast.v1.GetRequest\x1a\x16.chordcast.v1.GetReply\x12@\n\x06\x44\x65lete\x12\x1b.chordcast.v1.DeleteRequest\x1a\x19.chordcast.v1.DeleteReply\x12\x39\n\x07Session\x12\x14.chordcast.v1.Frames\x1a\x14.chordcast.v1.Frames(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63hordcast/v1/client.proto\x12\x0c\x63hordcast.v1\x1a\x18\x63hordcast/v1/chord.proto\x1a\x17\x63hordcast/v1/link.proto\"\x11\n\x0fNodeInfoRequest\"\xec\x01\n\rNodeInfoReply\x12 \n\x04node\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\'\n\x0bpredecessor\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Node\x12&\n\nsuccessors\x18\x03 \x03(\x0b\x32\x12.chordcast.v1.Node\x12#\n\x07\x66ingers\x18\x04 \x03(\x0b\x32\x12.chordcast.v1.Node\x12\x0c\n\x04keys\x18\x05 \x01(\x04\x12\x10\n\x08replicas\x18\x06 \x01(\x04\x12\x0f\n\x07id_bits\x18\x07 \x01(\r\x12\x12\n\nrpc_p99_ms\x18\x08 \x01(\x01\"?\n\rLookupRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\titerative\x18\x02 \x01(\x08\x12\x0e\n\x06key_id\x18\x03 \x01(\x0c\"p\n\x0bLookupReply\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12!\n\x05owner\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\x0c\n\x04hops\x18\x03 \x01(\r\x12 \n\x04path\x18\x04 \x03(\x0b\x32\x12.chordcast.v1.Node\"(\n\nPutRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\">\n\x08PutReply\x12!\n\x05owner\x18\x01 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\x19\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\\\n\x08GetReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12!\n\x05owner\x18\x03 \x01(\x0b\x32\x12.chordcast.v1.Node\x12\x0f\n\x07version\x18\x04 \x01(\x04\"\x1c\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"?\n\x0b\x44\x65leteReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12!\n\x05owner\x18\x02 \x01(\x0b\x32\x12.chordcast.v1.Node2\xfe\x02\n\x07NodeApi\x12\x42\n\x04Info\x12\x1d.chordcast.v1.NodeInfoRequest\x1a\x1b.chordcast.v1.NodeInfoReply\x12@\n\x06Lookup\x12\x1b.chordcast.v1.LookupRequest\x1a\x19.chordcast.v1.LookupReply\x12\x37\n\x03Put\x12\x18.chordcast.v1.PutRequest\x1a\x16.chordcast.v1.PutReply\x12\x37\n\x03Get\x12\x18.chordcast.v1.GetRequest\x1a\x16.chordcast.v1.GetReply\x12@\n\x06\x44\x65lete\x12\x1b.chordcast.v1.DeleteRequest\x1a\x19.chordcast.v1.DeleteReply\x12\x39\n\x07Session\x12\x14.chordcast.v1.Frames\x1a\x14.chordcast.v1.Frames(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,23 +36,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODEINFOREQUEST']._serialized_start=94
   _globals['_NODEINFOREQUEST']._serialized_end=111
   _globals['_NODEINFOREPLY']._serialized_start=114
-  _globals['_NODEINFOREPLY']._serialized_end=330
-  _globals['_LOOKUPREQUEST']._serialized_start=332
-  _globals['_LOOKUPREQUEST']._serialized_end=395
-  _globals['_LOOKUPREPLY']._serialized_start=397
-  _globals['_LOOKUPREPLY']._serialized_end=509
-  _globals['_PUTREQUEST']._serialized_start=511
-  _globals['_PUTREQUEST']._serialized_end=551
-  _globals['_PUTREPLY']._serialized_start=553
-  _globals['_PUTREPLY']._serialized_end=615
-  _globals['_GETREQUEST']._serialized_start=617
-  _globals['_GETREQUEST']._serialized_end=642
-  _globals['_GETREPLY']._serialized_start=644
-  _globals['_GETREPLY']._serialized_end=736
-  _globals['_DELETEREQUEST']._serialized_start=738
-  _globals['_DELETEREQUEST']._serialized_end=766
-  _globals['_DELETEREPLY']._serialized_start=768
-  _globals['_DELETEREPLY']._serialized_end=831
-  _globals['_NODEAPI']._serialized_start=834
-  _globals['_NODEAPI']._serialized_end=1216
+  _globals['_NODEINFOREPLY']._serialized_end=350
+  _globals['_LOOKUPREQUEST']._serialized_start=352
+  _globals['_LOOKUPREQUEST']._serialized_end=415
+  _globals['_LOOKUPREPLY']._serialized_start=417
+  _globals['_LOOKUPREPLY']._serialized_end=529
+  _globals['_PUTREQUEST']._serialized_start=531
+  _globals['_PUTREQUEST']._serialized_end=571
+  _globals['_PUTREPLY']._serialized_start=573
+  _globals['_PUTREPLY']._serialized_end=635
+  _globals['_GETREQUEST']._serialized_start=637
+  _globals['_GETREQUEST']._serialized_end=662
+  _globals['_GETREPLY']._serialized_start=664
+  _globals['_GETREPLY']._serialized_end=756
+  _globals['_DELETEREQUEST']._serialized_start=758
+  _globals['_DELETEREQUEST']._serialized_end=786
+  _globals['_DELETEREPLY']._serialized_start=788
+  _globals['_DELETEREPLY']._serialized_end=851
+  _globals['_NODEAPI']._serialized_start=854
+  _globals['_NODEAPI']._serialized_end=1236
 # @@protoc_insertion_point(module_scope)

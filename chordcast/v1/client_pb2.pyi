@@ -13,7 +13,7 @@ class NodeInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeInfoReply(_message.Message):
-    __slots__ = ("node", "predecessor", "successors", "fingers", "keys", "replicas", "id_bits")
+    __slots__ = ("node", "predecessor", "successors", "fingers", "keys", "replicas", "id_bits", "rpc_p99_ms")
     NODE_FIELD_NUMBER: _ClassVar[int]
     PREDECESSOR_FIELD_NUMBER: _ClassVar[int]
     SUCCESSORS_FIELD_NUMBER: _ClassVar[int]
@@ -21,6 +21,7 @@ class NodeInfoReply(_message.Message):
     KEYS_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     ID_BITS_FIELD_NUMBER: _ClassVar[int]
+    RPC_P99_MS_FIELD_NUMBER: _ClassVar[int]
     node: _chord_pb2.Node
     predecessor: _chord_pb2.Node
     successors: _containers.RepeatedCompositeFieldContainer[_chord_pb2.Node]
@@ -28,7 +29,8 @@ class NodeInfoReply(_message.Message):
     keys: int
     replicas: int
     id_bits: int
-    def __init__(self, node: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., predecessor: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[_chord_pb2.Node, _Mapping]]] = ..., fingers: _Optional[_Iterable[_Union[_chord_pb2.Node, _Mapping]]] = ..., keys: _Optional[int] = ..., replicas: _Optional[int] = ..., id_bits: _Optional[int] = ...) -> None: ...
+    rpc_p99_ms: float
+    def __init__(self, node: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., predecessor: _Optional[_Union[_chord_pb2.Node, _Mapping]] = ..., successors: _Optional[_Iterable[_Union[_chord_pb2.Node, _Mapping]]] = ..., fingers: _Optional[_Iterable[_Union[_chord_pb2.Node, _Mapping]]] = ..., keys: _Optional[int] = ..., replicas: _Optional[int] = ..., id_bits: _Optional[int] = ..., rpc_p99_ms: _Optional[float] = ...) -> None: ...
 
 class LookupRequest(_message.Message):
     __slots__ = ("key", "iterative", "key_id")

@@ -462,8 +462,10 @@ class BroadcastRequest(_message.Message):
     def __init__(self, payload: _Optional[bytes] = ..., sender: _Optional[str] = ...) -> None: ...
 
 class BroadcastReply(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("reached",)
+    REACHED_FIELD_NUMBER: _ClassVar[int]
+    reached: int
+    def __init__(self, reached: _Optional[int] = ...) -> None: ...
 
 class UnicastRequest(_message.Message):
     __slots__ = ("key", "payload", "sender")
@@ -486,20 +488,24 @@ class RolesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GroupRole(_message.Message):
-    __slots__ = ("name", "root", "children", "members", "parent", "last_seq")
+    __slots__ = ("name", "root", "children", "members", "parent", "last_seq", "child_addresses", "member_names")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROOT_FIELD_NUMBER: _ClassVar[int]
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     PARENT_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CHILD_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_NAMES_FIELD_NUMBER: _ClassVar[int]
     name: str
     root: bool
     children: int
     members: int
     parent: str
     last_seq: int
-    def __init__(self, name: _Optional[str] = ..., root: _Optional[bool] = ..., children: _Optional[int] = ..., members: _Optional[int] = ..., parent: _Optional[str] = ..., last_seq: _Optional[int] = ...) -> None: ...
+    child_addresses: _containers.RepeatedScalarFieldContainer[str]
+    member_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., root: _Optional[bool] = ..., children: _Optional[int] = ..., members: _Optional[int] = ..., parent: _Optional[str] = ..., last_seq: _Optional[int] = ..., child_addresses: _Optional[_Iterable[str]] = ..., member_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RolesReply(_message.Message):
     __slots__ = ("groups",)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
+from collections.abc import Iterator
 
 import pytest
 
+from chordcast.cli.common import vias
 from chordcast.cli.main import main
 
 
@@ -122,3 +125,40 @@ def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
                                   timeout=60)
             assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
             assert done.stdout.strip() == "0", (command, done.stdout, done.stderr)
+
+
+def _parsers(p: argparse.ArgumentParser, path: str
+             ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield path, p
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for name, sp in a.choices.items():
+                yield from _parsers(sp, f"{path} {name}")
+
+
+def test_every_option_has_help_that_gives_its_default() -> None:
+    """Every option of every command says what it does and what it is when not given (a
+    flag is off when not given)."""
+    from chordcast.cli.main import build_parser
+
+    missing = []
+    for path, parser in _parsers(build_parser(), "chordcast"):
+        formatter = parser._get_formatter()
+        for a in parser._actions:
+            if not a.option_strings or isinstance(a, (argparse._HelpAction,
+                                                      argparse._VersionAction)):
+                continue
+            text = formatter._expand_help(a) if a.help else ""
+            flag = isinstance(a, argparse._StoreTrueAction)
+            if not text or (not flag and "default" not in text):
+                missing.append(f"{path} {a.option_strings[0]}: {text!r}")
+    assert not missing, "\n".join(missing)
+
+
+def test_via_and_timeout_before_the_command_combine_with_those_after() -> None:
+    from chordcast.cli.main import build_parser
+
+    args = build_parser().parse_args(["--via", "a:1", "--timeout", "3", "ring", "--via", "b:2"])
+    assert vias(args) == ["a:1", "b:2"] and args.timeout == 3.0
+    args = build_parser().parse_args(["ring", "--timeout", "4"])
+    assert args.timeout == 4.0

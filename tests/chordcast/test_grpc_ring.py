@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from xml.etree import ElementTree
 
 import grpc
 import pytest
@@ -236,3 +238,60 @@ def test_status_lists_every_node_and_fails_while_one_is_down() -> None:
         assert any(line.startswith("down") and victim.address in line
                    for line in down.stdout.splitlines())
     r.check_logs()
+
+
+def test_pictures_in_the_terminal(ring: LocalRing, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`ring --svg` draws every node, `group info --tree` names the members where they are
+    attached, `broadcast` says how many nodes it reached, `status --watch` refreshes."""
+    live = ring.live()
+    via = live[0].address
+    svg = tmp_path / "ring.svg"
+    drawn = cli("ring", "--svg", str(svg), "--via", via)
+    assert drawn.returncode == 0, drawn.stderr
+    root = ElementTree.parse(svg).getroot()
+    circles = [e for e in root.iter("{http://www.w3.org/2000/svg}circle")
+               if "data-node-id" in e.attrib]
+    assert {c.attrib["data-address"] for c in circles} == {n.address for n in live}
+    assert {c.attrib["data-node-id"] for c in circles} == {
+        SPACE.format(SPACE.hash_address(n.address)) for n in live}
+
+    with BlockingClient(via) as c:
+        c.create("pictures")
+    subs = [BlockingClient(live[k].address).join("pictures", member=name)
+            for k, name in ((3, "ann"), (6, "ben"), (6, "cy"))]
+    try:
+        tree = cli("group", "info", "pictures", "--tree", "--via", via)
+        assert tree.returncode == 0, tree.stderr
+        lines = tree.stdout.splitlines()
+        assert lines[0].startswith("group 'pictures'") and "3 members" in lines[0]
+        assert sum("root" in line for line in lines) == 1
+        ann = next(line for line in lines if "ann" in line)
+        assert live[3].address in ann
+        bc = next(line for line in lines if "ben" in line)
+        assert live[6].address in bc and "cy" in bc
+        info = json.loads(cli("group", "info", "pictures", "--json", "--via", via).stdout)
+        assert sorted((m["name"], m["node"]) for m in info["member_names"]) == sorted(
+            [("ann", live[3].address), ("ben", live[6].address), ("cy", live[6].address)])
+    finally:
+        for s in subs:
+            s.close()
+
+    sent = cli("broadcast", "hello all", "--via", via)
+    assert sent.returncode == 0 and sent.stdout.strip() == (
+        f"delivered to the inbox of {len(live)} node(s)"), sent.stdout + sent.stderr
+
+    watch = subprocess.Popen([sys.executable, "-m", "chordcast", "status", "--watch",
+                              "--interval", "0.3", "--via", via], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        seen = 0
+        deadline = time.monotonic() + 30
+        assert watch.stdout is not None
+        while seen < 3 and time.monotonic() < deadline:
+            line = watch.stdout.readline()
+            seen += line.startswith(f"{len(live)} of {len(live)} node(s) up")
+        assert seen == 3  # three reports, one after another, while piped
+    finally:
+        watch.send_signal(signal.SIGINT)
+        _out, err = watch.communicate(timeout=30)
+    assert "Traceback" not in err, err

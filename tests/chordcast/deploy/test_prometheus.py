@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from chordcast import BlockingClient
 from chordcast.localring import LocalRing
@@ -23,6 +24,7 @@ from tests.chordcast.ports import free_port
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "chordcast.json"
+LOCAL = ROOT / "deploy" / "prometheus" / "local.yml"
 
 
 def dashboard_queries() -> list[tuple[str, str]]:
@@ -79,10 +81,12 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(ring: LocalRi
     assert all(targets)
     workdir = Path(tempfile.mkdtemp(prefix="chordcast-prom-"))
     config = workdir / "prometheus.yml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "chordcast", "static_configs": [{"targets": targets}]}],
-    }))
+    # The loopback config users run (deploy/prometheus/local.yml), with this ring's free
+    # ports for its fixed ones and a faster scrape.
+    doc = yaml.safe_load(LOCAL.read_text())
+    doc["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    doc["scrape_configs"][0]["static_configs"] = [{"targets": targets}]
+    config.write_text(json.dumps(doc))  # JSON is YAML
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -127,3 +131,19 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(ring: LocalRi
             proc.kill()
             proc.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_the_local_config_is_valid_and_scrapes_only_loopback() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool missing: install the Debian package `prometheus` "
+                    "(make test does, as root)")
+    checked = subprocess.run([promtool, "check", "config", str(LOCAL)], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    doc = yaml.safe_load(LOCAL.read_text())
+    targets = [t for c in doc["scrape_configs"] for s in c["static_configs"]
+               for t in s["targets"]]
+    assert targets == [f"127.0.0.1:{7080 + i}" for i in range(8)]
+    # The README's command for it runs the nodes on exactly those ports.
+    assert "--metrics-port 7080" in LOCAL.read_text()

@@ -1,0 +1,149 @@
+"""What `chordcast status`, `ring --svg` and the live view show: the ring walked by successor
+lists (a share of the successors asked at once), every node's view and its part in each group,
+the ring's health, and each group's tree walked down from its root.
+
+Read through the client library only, so a script can do the same; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from chordcast.client import MAX_RING_WALK, Client
+from chordcast.results import ClientError, GroupRole, NodeInfo, TreeNode
+
+PARALLEL = 32         # nodes asked at once during a walk
+MAX_TREE = 100_000    # tree nodes walked (a bound, should a tree's pointers loop)
+
+
+@dataclass
+class NodeView:
+    state: str                   # "up", or "down" (named by a neighbour, does not answer)
+    id: str
+    address: str
+    info: NodeInfo | None = None
+    roles: list[GroupRole] = field(default_factory=list)
+    neighbours: str = ""         # "ok", or what is wrong with its successor or predecessor
+
+
+@dataclass
+class RingSurvey:
+    id_bits: int
+    nodes: list[NodeView]        # in ring order from the node the client reached
+
+    @property
+    def healthy(self) -> bool:
+        return all(n.state == "up" and n.neighbours == "ok" for n in self.nodes)
+
+    def up(self) -> list[NodeView]:
+        return [n for n in self.nodes if n.state == "up"]
+
+    def health(self) -> dict[str, int | bool]:
+        """Counts for a glance: nodes up, with full successor lists, with the right
+        predecessor, with the right neighbours."""
+        up = self.up()
+        full = max((len(n.info.successors) for n in up if n.info), default=0)
+        return {"nodes": len(self.nodes), "up": len(up),
+                "full_successor_lists": sum(1 for n in up if n.info and
+                                            len(n.info.successors) == full),
+                "predecessor_known": sum(1 for n in up if n.info and n.info.predecessor),
+                "neighbours_ok": sum(1 for n in up if n.neighbours == "ok"),
+                "healthy": self.healthy}
+
+    def roots(self) -> dict[str, str]:
+        """Each group's root address, as the nodes report it (sorted by group name)."""
+        found = {r.group: n.address for n in self.up() for r in n.roles if r.root}
+        return dict(sorted(found.items()))
+
+    def roles_at(self, address: str) -> list[GroupRole]:
+        for n in self.nodes:
+            if n.address == address:
+                return n.roles
+        return []
+
+
+async def survey_ring(client: Client, limit: int = MAX_RING_WALK, with_roles: bool = True
+                      ) -> RingSurvey:
+    """Walk the ring from the node the client reaches: ask every node of the current node's
+    successor list at once, go on from the farthest that answered; one that does not answer
+    is listed down and the walk goes on past it. Stops where the walk comes back."""
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def visit(id: str, address: str | None) -> NodeView:
+        async with gate:
+            try:
+                info = await client.node_info(address)
+                roles = await client.roles(info.node.address) if with_roles else []
+            except ClientError:
+                return NodeView("down", id, address or "", neighbours="does not answer")
+        return NodeView("up", info.node.id, info.node.address, info, roles)
+
+    first = await visit("", None)
+    if first.info is None:
+        await client.node_info()  # raises the reason the first node did not answer
+        raise ClientError("the node did not answer")
+    nodes, seen, cursor = [first], {first.address}, first.info
+    while len(nodes) < limit:
+        batch = []
+        for s in cursor.successors:
+            if s.address in seen:
+                break  # around the ring
+            seen.add(s.address)
+            batch.append(s)
+        batch = batch[:limit - len(nodes)]
+        if not batch:
+            break
+        views = await asyncio.gather(*(visit(s.id, s.address) for s in batch))
+        nodes.extend(views)
+        live = [v.info for v in views if v.info is not None]
+        if not live:
+            break
+        cursor = live[-1]
+    _check_neighbours(nodes)
+    return RingSurvey(first.info.id_bits, nodes)
+
+
+def _check_neighbours(nodes: list[NodeView]) -> None:
+    """Each live node's first successor should be the next live node around the ring, and
+    its predecessor the previous one."""
+    live = sorted((n for n in nodes if n.info is not None), key=lambda n: int(n.id, 16))
+    for k, n in enumerate(live):
+        assert n.info is not None
+        want_succ = live[(k + 1) % len(live)].address
+        want_pred = live[k - 1].address
+        got_succ = n.info.successors[0].address if n.info.successors else n.address
+        got_pred = n.info.predecessor.address if n.info.predecessor else None
+        problems = []
+        if len(live) > 1 and got_succ != want_succ:
+            problems.append(f"successor {got_succ}, not {want_succ}")
+        if len(live) > 1 and got_pred != want_pred:
+            problems.append(f"predecessor {got_pred or 'unknown'}, not {want_pred}")
+        n.neighbours = "; ".join(problems) or "ok"
+
+
+RolesOf = Callable[[str], Awaitable[list[GroupRole]]]
+
+
+async def group_tree(group: str, root: str, roles_of: RolesOf) -> list[TreeNode]:
+    """The group's tree, breadth first from its root, as each node names its children (a
+    child that does not answer is listed with nothing below it)."""
+    out: list[TreeNode] = []
+    queue: list[tuple[str, str, int]] = [(root, "", 0)]
+    seen = {root}
+    while queue and len(out) < MAX_TREE:
+        address, parent, depth = queue.pop(0)
+        try:
+            roles = await roles_of(address)
+        except ClientError:
+            roles = []
+        role = next((r for r in roles if r.group == group), None)
+        children = role.child_addresses if role else ()
+        out.append(TreeNode(address, parent, depth, children,
+                            role.member_names if role else (), bool(role and role.root)))
+        for child in children:
+            if child not in seen:
+                seen.add(child)
+                queue.append((child, address, depth + 1))
+    return out
