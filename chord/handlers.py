@@ -182,6 +182,8 @@ class Handlers:
         node = self.node
         origin = node_from_pb(node.space, req.origin)
         limit = key_from_pb(node.space, req.limit)
-        # Answered once the receiver's share is done, so the count of nodes reached adds up
-        # at the origin (a share takes O(log N) steps).
-        return pb.SpreadAck(reached=await self.routing.spread(req.app, req.payload, origin, limit))
+        # Answered once the receiver's share is done (within the budget the sender gave), so
+        # the count of nodes reached adds up at the origin (a share takes O(log N) steps).
+        budget = min(req.budget_ms / 1000, node.config.lookup_timeout)
+        return pb.SpreadAck(reached=await self.routing.spread(
+            req.app, req.payload, origin, limit, node.clock.now() + budget))

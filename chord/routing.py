@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 ONE_HOP_TRIES = 2  # the cached guess, then the best node a refusal's hints name
 
 
+# Of the time a node gives a stretch, the part the stretch's node takes to answer (the rest
+# covers the network and the answer's trip back).
+SPREAD_ANSWER = 0.8
+
 class AppFlow:
     """Application messages straight to one node, one way and in order (a transport flow
     carrying AppCall requests). Raises PeerUnavailable once broken: then open another."""
@@ -323,14 +327,18 @@ class Routing:
     # ================================================================== broadcast
     async def broadcast(self, app: str, payload: bytes) -> int:
         """Deliver `payload` to `app` on every ring node (this one included); returns how
-        many nodes delivered it."""
-        return await self.spread(app, payload, self.node.me, self.node.me.id)
+        many nodes delivered it within the lookup timeout (all of them, unless some node of
+        the spread did not answer in time: the rest still deliver, uncounted)."""
+        node = self.node
+        return await self.spread(app, payload, node.me, node.me.id,
+                                 node.clock.now() + node.config.lookup_timeout)
 
-    async def spread(self, app: str, payload: bytes, origin: NodeRef, limit: int) -> int:
+    async def spread(self, app: str, payload: bytes, origin: NodeRef, limit: int,
+                     deadline: float) -> int:
         """Deliver here, then hand each known node in (me, limit) the stretch up to the next
         one: every node is reached once, in O(log N) steps when the fingers are right.
         Returns the nodes of the stretch that delivered it (each answers once its own stretch
-        is done, so the origin learns how many the broadcast reached)."""
+        is done, so the origin learns how many the broadcast reached), by `deadline`."""
         node = self.node
         reached = 0
         try:
@@ -350,26 +358,39 @@ class Routing:
             return reached  # a leaf of the spread: nobody left in our stretch
         limits = [t.id for t in targets[1:]] + [limit]
         return reached + sum(await asyncio.gather(
-            *(self._spread_to(app, payload, origin, t, lim)
+            *(self._spread_to(app, payload, origin, t, lim, deadline)
               for t, lim in zip(targets, limits, strict=True))))
 
     async def _spread_to(self, app: str, payload: bytes, origin: NodeRef, target: NodeRef,
-                         limit: int) -> int:
+                         limit: int, deadline: float) -> int:
+        """Hand `target` its stretch and wait for its count. It gets half the time left (and
+        answers within SPREAD_ANSWER of that, so a call that times out is a node that does
+        not answer, not a slow stretch); the other half is for handing the stretch to the
+        node after it, should it be gone."""
         node = self.node
         req = pb.SpreadRequest(app=app, payload=payload, origin=node_to_pb(node.space, origin),
                                limit=node.space.to_bytes(limit))
+        share = (deadline - node.clock.now()) / 2
+        if share <= 0:
+            return 0
+        req.budget_ms = int(share * SPREAD_ANSWER * 1000)
         try:
-            return int((await node.call(target.address, "Spread", req)).reached)
+            return int((await node.call(target.address, "Spread", req, timeout=share)).reached)
         except (PeerUnavailable, RemoteError):
             node.forget(target.id)
         # The target is gone: its stretch now starts at its successor, if that is still ours.
+        # Looked up as the owner of target+1: a node that has not noticed the crash yet would
+        # still name the target as the owner of its own id (and the stretch would be lost).
         try:
-            owner = (await self.lookup(target.id)).owner
+            owner = (await self.lookup(node.space.add(target.id, 1))).owner
         except LookupFailed:
             return 0
-        if owner.id != node.me.id and between(owner.id, node.me.id, limit):
+        left = deadline - node.clock.now()
+        if owner.id != node.me.id and between(owner.id, node.me.id, limit) and left > 0:
+            req.budget_ms = int(left * SPREAD_ANSWER * 1000)
             try:
-                return int((await node.call(owner.address, "Spread", req)).reached)
+                return int((await node.call(owner.address, "Spread", req, timeout=left)
+                            ).reached)
             except (PeerUnavailable, RemoteError):
                 pass
         return 0

@@ -472,6 +472,10 @@ class Storage:
                           if item.key in keys and (rec := self._accept(item))])
         wanted = [self.items[k] for k in reply.wanted.keys if k in keys and k in self.items]
         if wanted:
+            # A replica that lacked copies (new in the replica set, or back after a failure):
+            # the repair an operator wants to see at info.
+            log.info("%s: re-replicating %d item(s) to %s, which lacked them",
+                     self.kbr.me.address, len(wanted), node.address)
             await self._push(node, wanted)
 
     # ================================================================ internals

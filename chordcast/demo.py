@@ -7,10 +7,13 @@ import sys
 import time
 
 from chordcast.blocking import BlockingClient
-from chordcast.cli.common import print_table, short
+from chordcast.cli.common import console, print_table, short
+from chordcast.cli.groups import tree_picture
 from chordcast.cli.progress import spinner
+from chordcast.cli.status import render
 from chordcast.localring import LocalRing, RingError
 from chordcast.results import ClientError
+from chordcast.survey import group_tree, survey_ring
 
 KEYS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
 
@@ -30,7 +33,7 @@ def show_ring(via: str) -> None:
     )
 
 
-def show_multicast(ring: LocalRing) -> int:
+def show_multicast(ring: LocalRing, keep: bool = False) -> int:
     addresses = [n.address for n in ring.live()]
     banner("multicast: a group with three members attached to different nodes")
     with BlockingClient(addresses) as admin:
@@ -51,20 +54,47 @@ def show_multicast(ring: LocalRing) -> int:
             ok = ok and [m.seq if m else None for m in got] == [1, 2, 3]
         info = admin.info("demo-room")
         print(f"group info: root {info.root}, {info.members} member(s), depth {info.depth}, "
-              f"last seq {info.last_seq}")
+              f"last seq {info.last_seq}; its tree (`chordcast group info demo-room --tree`):")
+        console().print(tree_picture(info, admin.run(group_tree(
+            info.group, info.root, admin.client.roles))))
+        if keep:  # the group and its members stay, for the live view
+            return 0 if ok else _missed()
         admin.destroy("demo-room", created.token)
         ended = [s.next(timeout=10) for s in subs]
         print(f"destroyed: {sum(1 for e in ended if e and e.kind == 'ended')} member(s) told "
               "the group ended")
         for c in members:
             c.close()
-    if not ok:
-        print("error: a member missed a message", file=sys.stderr)
-        return 1
-    return 0
+    return 0 if ok else _missed()
 
 
-def run_demo(nodes: int = 8) -> int:
+def _missed() -> int:
+    print("error: a member missed a message", file=sys.stderr)
+    return 1
+
+
+def show_status(via: str) -> None:
+    """What `chordcast status` prints for the ring."""
+    with BlockingClient(via) as client:
+        survey = client.run(survey_ring(client.client))
+    console().print(render(survey, time.time()))
+
+
+def keep_running(ring: LocalRing) -> None:
+    """Leave the ring up for a look (the live view, the CLI) until Ctrl-C."""
+    banner("the ring keeps running; Ctrl-C stops it")
+    print(f"live view: http://{ring.nodes[0].metrics}/ (each node serves one on its "
+          "metrics port)")
+    print(f"the CLI:   export CHORDCAST_VIA={ring.live()[0].address}; . .venv/bin/activate; "
+          "chordcast status", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()
+
+
+def run_demo(nodes: int = 8, keep: bool = False) -> int:
     ring = LocalRing(extra_args=["--stabilize-interval", "0.2", "--log-level", "warning"])
     try:
         banner(f"starting {nodes} node processes on 127.0.0.1 (free ports)")
@@ -73,6 +103,8 @@ def run_demo(nodes: int = 8) -> int:
             ring.wait_converged(timeout=60)
         via = ring.nodes[0].address
         show_ring(via)
+        banner("status (`chordcast status`): one line per node")
+        show_status(via)
 
         banner("lookups (recursive routing; hops = overlay hops to the owner)")
         time.sleep(1.5)  # give fix_fingers a few rounds so routes use the finger table
@@ -117,8 +149,10 @@ def run_demo(nodes: int = 8) -> int:
                     print("error: a value was lost", file=sys.stderr)
                     return 1
 
-        if show_multicast(ring) != 0:
+        if show_multicast(ring, keep) != 0:
             return 1
+        if keep:
+            keep_running(ring)
 
         banner("stopping every node gracefully (SIGTERM)")
     except (RingError, ClientError) as exc:

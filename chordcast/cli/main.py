@@ -30,7 +30,7 @@ from chordcast.tls import TlsError
 def cmd_demo(args: argparse.Namespace) -> int:
     from chordcast.demo import run_demo
 
-    return run_demo(nodes=args.nodes)
+    return run_demo(nodes=args.nodes, keep=args.keep)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start a local ring and show it working")
     demo.add_argument("--nodes", type=at_least(int, 2), default=8,
                       help="nodes of the local ring")
+    demo.add_argument("--keep", action="store_true",
+                      help="leave the ring and its group running for the live view and the "
+                      "CLI until Ctrl-C (default: stop at the end)")
     demo.set_defaults(func=cmd_demo)
     return p
 

@@ -146,16 +146,18 @@ class AppCallReply(_message.Message):
     def __init__(self, payload: _Optional[bytes] = ...) -> None: ...
 
 class SpreadRequest(_message.Message):
-    __slots__ = ("app", "payload", "origin", "limit")
+    __slots__ = ("app", "payload", "origin", "limit", "budget_ms")
     APP_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
     app: str
     payload: bytes
     origin: Node
     limit: bytes
-    def __init__(self, app: _Optional[str] = ..., payload: _Optional[bytes] = ..., origin: _Optional[_Union[Node, _Mapping]] = ..., limit: _Optional[bytes] = ...) -> None: ...
+    budget_ms: int
+    def __init__(self, app: _Optional[str] = ..., payload: _Optional[bytes] = ..., origin: _Optional[_Union[Node, _Mapping]] = ..., limit: _Optional[bytes] = ..., budget_ms: _Optional[int] = ...) -> None: ...
 
 class SpreadAck(_message.Message):
     __slots__ = ("reached",)

@@ -223,8 +223,13 @@ def test_status_lists_every_node_and_fails_while_one_is_down() -> None:
         via = r.live()[0].address
         with BlockingClient(via) as client:
             client.create("status-group")
-        ok = cli("status", "--via", via, "--json")
-        assert ok.returncode == 0, ok.stderr
+        def healthy() -> subprocess.CompletedProcess[str]:
+            # (Stabilization every 5 s: predecessors may still be settling at first.)
+            out = cli("status", "--via", via, "--json")
+            assert out.returncode == 0, out.stdout + out.stderr
+            return out
+
+        ok = eventually(healthy, timeout=30)
         report = json.loads(ok.stdout)
         assert report["healthy"] and len(report["nodes"]) == 4
         assert {n["address"] for n in report["nodes"]} == {n.address for n in r.live()}

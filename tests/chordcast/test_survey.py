@@ -1,0 +1,60 @@
+"""The survey's pure parts: a group's tree walked from its root, and the ring's health."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chordcast.results import ClientError, GroupRole, NodeInfo, Peer
+from chordcast.survey import NodeView, RingSurvey, _check_neighbours, group_tree
+
+
+def role(group: str, children: tuple[str, ...] = (), members: tuple[str, ...] = (),
+         root: bool = False) -> GroupRole:
+    return GroupRole(group, root, "", len(children), len(members), 0, children, members)
+
+
+def test_tree_is_walked_breadth_first_with_members_and_depths() -> None:
+    roles = {"r": [role("g", ("a", "b"), root=True), role("other", ("x",))],
+             "a": [role("g", ("c",), ("ann",))], "b": [role("g", (), ("ben", "cy"))],
+             "c": [role("g", (), ("dee",))]}
+
+    async def roles_of(address: str) -> list[GroupRole]:
+        return roles[address]
+
+    tree = asyncio.run(group_tree("g", "r", roles_of))
+    assert [(t.address, t.parent, t.depth) for t in tree] == [
+        ("r", "", 0), ("a", "r", 1), ("b", "r", 1), ("c", "a", 2)]
+    assert tree[0].root and not any(t.root for t in tree[1:])
+    assert {t.address: t.members for t in tree} == {"r": (), "a": ("ann",),
+                                                     "b": ("ben", "cy"), "c": ("dee",)}
+
+
+def test_a_silent_child_is_listed_empty_and_a_loop_is_walked_once() -> None:
+    async def roles_of(address: str) -> list[GroupRole]:
+        if address == "dead":
+            raise ClientError("does not answer", "UNAVAILABLE", unreachable=True)
+        return {"r": [role("g", ("a", "dead"), root=True)],
+                "a": [role("g", ("r",))]}[address]  # a names the root as its child
+
+    tree = asyncio.run(group_tree("g", "r", roles_of))
+    assert [t.address for t in tree] == ["r", "a", "dead"]
+    assert tree[2].children == () and tree[2].members == ()
+
+
+def info(n: int, succ: int, pred: int | None) -> NodeInfo:
+    def p(k: int) -> Peer:
+        return Peer(f"{k:02x}", f"h:{k}")
+
+    return NodeInfo(p(n), p(pred) if pred is not None else None, [p(succ)], [], 0, 0, 8)
+
+
+def test_health_counts_and_wrong_neighbours_are_named() -> None:
+    views = [NodeView("up", f"{k:02x}", f"h:{k}", info(k, s, pr))
+             for k, s, pr in ((1, 2, 3), (2, 3, 1), (3, 1, None))]
+    views.append(NodeView("down", "04", "h:4", neighbours="does not answer"))
+    _check_neighbours(views)
+    s = RingSurvey(8, views)
+    assert [v.neighbours for v in views[:3]] == [
+        "ok", "ok", "predecessor unknown, not h:2"]
+    assert s.health() == {"nodes": 4, "up": 3, "full_successor_lists": 3,
+                          "predecessor_known": 2, "neighbours_ok": 2, "healthy": False}
