@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 7080        # `--metrics-port` given alone (node_exporter has 9100)
 MAX_HEAD = 16 * 1024      # bytes of request line and headers
 HEAD_TIMEOUT = 10.0       # seconds a client has to send them
-MAX_CONNECTIONS = 64      # served at once; more wait in the kernel's backlog
+MAX_CONNECTIONS = 64      # served at once; one more is answered 503 and closed
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
            413: "Request Header Fields Too Large", 500: "Internal Server Error",
            503: "Service Unavailable"}
@@ -50,7 +50,7 @@ class HttpServer:
     def __init__(self, routes: dict[str, Handler]) -> None:
         self.routes = routes
         self._server: asyncio.Server | None = None
-        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._open = 0  # connections being served
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the port (0 picks a free one)."""
@@ -64,17 +64,21 @@ class HttpServer:
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async with self._slots:
-            try:
+        self._open += 1
+        try:
+            if self._open > MAX_CONNECTIONS:
+                response, head_only = Response(503, b"too many connections\n"), False
+            else:
                 response, head_only = await self._answer(reader)
-                writer.write(_encode(response, head_only))
-                await asyncio.wait_for(writer.drain(), HEAD_TIMEOUT)
-            except (ConnectionError, TimeoutError):
-                pass  # the client went away or stalled: nothing to answer
-            finally:
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+            writer.write(_encode(response, head_only))
+            await asyncio.wait_for(writer.drain(), HEAD_TIMEOUT)
+        except (ConnectionError, TimeoutError):
+            pass  # the client went away or stalled: nothing to answer
+        finally:
+            self._open -= 1
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _answer(self, reader: asyncio.StreamReader) -> tuple[Response, bool]:
         try:

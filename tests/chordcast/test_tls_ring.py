@@ -8,6 +8,7 @@ without a restart."""
 from __future__ import annotations
 
 import asyncio
+import json
 import datetime
 import secrets
 import socket
@@ -149,6 +150,10 @@ def test_a_tls_ring_forms_and_serves_a_certified_client(tls_ring: tuple[LocalRin
             await sub.close()
 
     asyncio.run(go())
+    # The live view surveys the ring with the node's own certificate.
+    view = json.loads(urllib.request.urlopen(f"http://{ring.live()[0].metrics}/api/ring",
+                                             timeout=30).read())
+    assert {n["address"] for n in view["nodes"]} == {n.address for n in ring.live()}
 
 
 def test_probes_without_a_certificate_see_health_on_the_health_port_and_nothing_else(
