@@ -8,8 +8,8 @@ without a restart."""
 from __future__ import annotations
 
 import asyncio
-import json
 import datetime
+import json
 import secrets
 import socket
 import ssl
