@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from chord.ids import between_right
-from chord.kbr import NeighborChange
+from chord.kbr import LookupFailed, NeighborChange
 from chord.ports import DiskError, PeerUnavailable, RemoteError
 from chord.state import NodeRef
 from chordcast.v1 import mcast_pb2 as mpb
@@ -413,6 +413,14 @@ class Roots:
         g = core.group(name)
         g.is_root = False
         g.parent = new_root
+        # Our children lie before the group id; the new root lies between them and us, so
+        # they are nearer it than we are now. Kept, they would break the rule that keeps
+        # trees free of cycles (our own re-join could be adopted by one of them): they
+        # re-join toward the new root at their next refresh instead.
+        for address in list(g.children):
+            self.children.drop_child(g, address)
+        log.info("%s handed the root of %r over to %s (its children re-join there)",
+                 core.me.address, name, new_root.address)
         try:
             # Any routed request makes the new owner promote its copy; then adopt us.
             await core.route(name, mpb.McastRouted(info=name))
@@ -421,6 +429,36 @@ class Roots:
                 height=g.height())))
         except (McastError, PeerUnavailable, RemoteError):
             g.parent = None  # maintenance re-joins
+
+    async def keep_ownership(self) -> None:
+        """Now and then: a root whose group id is no longer its own hands the group to the
+        owner. A join seen while a promotion was still under way (or two joins in front of
+        us at once) would otherwise leave a root nobody routes to, beside the real one."""
+        core = self.core
+        period = core.config.parent_timeout / 3
+        while True:
+            await core.kbr.clock.sleep(period * (0.8 + 0.4 * core.rng.random()))
+            try:
+                await self.hand_over_unowned()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("root ownership check failed on %s", core.me.address)
+
+    async def hand_over_unowned(self) -> None:
+        core = self.core
+        pred, _ = core.kbr.neighbors()
+        if pred is None:
+            return  # we cannot tell what we own
+        for name in [n for n in core.roots if not core.kbr.owns(core.gid(n))]:
+            try:
+                owner = (await core.kbr.route(core.gid(name), "", b"")).owner
+            except LookupFailed:
+                continue
+            if owner.id != core.me.id:
+                log.info("%s no longer owns the id of %r (%s does): handing the root over",
+                         core.me.address, name, owner.address)
+                await self._hand_over(name, owner)
 
     async def leaving(self) -> None:
         """Hand root state to the successor; members and children re-join on their own."""

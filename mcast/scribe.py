@@ -360,9 +360,11 @@ class Scribe:
 
     def start(self) -> None:
         self.kbr.spawn(self._repair.maintain())
+        self.kbr.spawn(self._roots.keep_ownership())
 
     async def maintain_once(self) -> None:
         await self._repair.maintain_once()
+        await self._roots.hand_over_unowned()
 
     # ============================================================ KBR upcalls
     async def forward(self, key: int, payload: bytes, prev_hop: NodeRef | None,

@@ -341,6 +341,46 @@ def test_new_node_taking_over_the_group_id_becomes_root_without_gap(run_virtual)
     run_virtual(scenario())
 
 
+def test_two_nodes_taking_over_the_group_id_at_once_leave_one_root_and_no_cycle(
+        run_virtual) -> None:
+    """Two nodes join at once in front of the root, both owning the group id in turn (the
+    first for a moment): one root in the end, every member gets every message, no cycle
+    (seen over real gRPC: the first newcomer stayed root of a tree nobody sent to, and the
+    old root re-joined under its own child)."""
+    async def scenario(seed: int) -> None:
+        ring = await build(12, seed=seed)
+        nodes = [ring.nodes[a] for a in sorted(ring.nodes)]
+        await scribe(nodes[0]).create("race")
+        members = Members()
+        for i in range(8):
+            await members.add(nodes[(i * 5 + 1) % len(nodes)], "race", i)
+        for k in range(5):
+            await scribe(nodes[0]).send("race", f"a{k}".encode())
+        old_root = root_of(ring, "race")
+        gid = ring.space.hash_key("race")
+        span = ring.space.distance(gid, old_root.node.me.id)
+        addresses = [f"10.9.{i >> 8}.{i & 255}:4000" for i in range(1, 1_000_000)
+                     if ring.space.distance(gid, ring.space.hash_address(
+                         f"10.9.{i >> 8}.{i & 255}:4000")) < span][:2]
+        flow = asyncio.ensure_future(traffic(ring, ["race"], 30, random.Random(seed),
+                                             gap=0.2))
+        await asyncio.sleep(1)
+        await asyncio.gather(*(ring.add(a) for a in addresses))
+        await flow
+        await ring.converge()
+        roots = lambda: [s for s in ring.nodes.values()  # noqa: E731
+                         if "race" in scribe(s).roots]
+        await eventually(ring, lambda: check_delivery(ring, members, ["race"]))
+        await eventually(ring, lambda: check_trees(ring, ["race"]))
+        await eventually(ring, lambda: [r.node.me.id for r in roots()] == [
+            ring.owner_of(gid)] or None)
+        assert [r.node.me.id for r in roots()] == [ring.owner_of(gid)]
+        await ring.stop()
+
+    for seed in (11, 12, 13, 14):
+        run_virtual(scenario(seed))
+
+
 def test_roles_report_what_each_node_is_in_each_group(run_virtual) -> None:
     async def scenario() -> None:
         ring = await build(12, seed=13)
