@@ -10,6 +10,7 @@ them imports `chord.node`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from chord.ports import Clock, InvalidRequest, Observer, PeerUnavailable, Remote
 from chord.state import NodeRef, RingState
 from chord.wire import node_to_pb
 from chordcast.v1 import chord_pb2 as pb
+
+log = logging.getLogger(__name__)
 
 Snapshot = tuple[list[NodeRef], NodeRef | None]  # successor list and predecessor, before a change
 
@@ -156,6 +159,15 @@ class NodeCore:
         """Tell the layer above if the successor list or the predecessor changed since
         `before`."""
         old_succ, old_pred = before
+        new_succ, new_pred = self.state.successors, self.state.predecessor
+        # The neighbours an operator follows at info: a new first successor or predecessor
+        # (a join next to us, a node back after a failure; a failure is logged where seen).
+        if new_succ and old_succ and old_succ[0].id != new_succ[0].id:
+            log.info("%s: successor is now %s (was %s)", self.me.address, new_succ[0].address,
+                     old_succ[0].address)
+        if new_pred is not None and old_pred is not None and old_pred.id != new_pred.id:
+            log.info("%s: predecessor is now %s (was %s)", self.me.address, new_pred.address,
+                     old_pred.address)
         if old_succ != self.state.successors or old_pred != self.state.predecessor:
             # Neighbours just adopted have answered: the best entries a cache can have.
             self.cache.learn([*self.state.successors, self.state.predecessor])

@@ -238,6 +238,6 @@ class Maintenance:
                 node.state.predecessor = None
             node.state.forget(pred.id)
             node.observer.repaired("predecessor")
-            log.info("%s: predecessor %s does not answer: dropped (the next one to notify "
+            log.info("%s: predecessor %s does not answer: dropped (the next one to rectify "
                      "us takes its place)", node.me.address, pred.address)
         node.changed(before)

@@ -73,10 +73,15 @@ def _missed() -> int:
     return 1
 
 
-def show_status(via: str) -> None:
-    """What `chordcast status` prints for the ring."""
-    with BlockingClient(via) as client:
+def show_status(via: str, settle: float = 30.0) -> None:
+    """What `chordcast status` prints for the ring, once it is healthy (successor lists
+    fill a few stabilization rounds after the ring has formed; bounded by `settle`)."""
+    with BlockingClient(via) as client, spinner("waiting for full successor lists"):
+        deadline = time.monotonic() + settle
         survey = client.run(survey_ring(client.client))
+        while not survey.healthy and time.monotonic() < deadline:
+            time.sleep(0.2)
+            survey = client.run(survey_ring(client.client))
     console().print(render(survey, time.time()))
 
 

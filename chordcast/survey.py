@@ -66,9 +66,11 @@ class RingSurvey:
 
 async def survey_ring(client: Client, limit: int = MAX_RING_WALK, with_roles: bool = True
                       ) -> RingSurvey:
-    """Walk the ring from the node the client reaches: ask every node of the current node's
-    successor list at once, go on from the farthest that answered; one that does not answer
-    is listed down and the walk goes on past it. Stops where the walk comes back."""
+    """Walk the ring from the node the client reaches, by first successors: the nodes of the
+    current node's successor list are asked at once (a guess at the next ones), and kept up
+    to the first whose predecessor in the walk does not name it as its first successor (a
+    list gone stale while nodes join); the walk goes on from the last node kept. One that
+    does not answer is listed down and the walk goes on past it. Stops where it comes back."""
     gate = asyncio.Semaphore(PARALLEL)
 
     async def visit(id: str, address: str | None) -> NodeView:
@@ -96,8 +98,11 @@ async def survey_ring(client: Client, limit: int = MAX_RING_WALK, with_roles: bo
         if not batch:
             break
         views = await asyncio.gather(*(visit(s.id, s.address) for s in batch))
-        nodes.extend(views)
-        live = [v.info for v in views if v.info is not None]
+        kept = _chained(cursor, views)
+        for v in views[len(kept):]:
+            seen.discard(v.address)  # (guessed too far: met again in its place)
+        nodes.extend(kept)
+        live = [v.info for v in kept if v.info is not None]
         if not live:
             break
         cursor = live[-1]
@@ -105,10 +110,30 @@ async def survey_ring(client: Client, limit: int = MAX_RING_WALK, with_roles: bo
     return RingSurvey(first.info.id_bits, nodes)
 
 
+def _chained(cursor: NodeInfo, views: list[NodeView]) -> list[NodeView]:
+    """The prefix of `views` (asked in the order of `cursor`'s successor list) in which each
+    live node is the first successor of the live node before it; down nodes are kept where
+    the list put them (nobody can say more about them)."""
+    kept: list[NodeView] = []
+    before, past_down = cursor, False
+    for v in views:
+        if v.info is None:
+            past_down = True  # its successor may rightly skip it
+        else:
+            if (kept and not past_down and before.successors
+                    and before.successors[0].address != v.address):
+                break  # `before` knows a nearer successor than the list did
+            before, past_down = v.info, False
+        kept.append(v)
+    return kept
+
+
 def _check_neighbours(nodes: list[NodeView]) -> None:
-    """Each live node's first successor should be the next live node around the ring, and
-    its predecessor the previous one."""
+    """Each live node's first successor should be the next live node around the ring, its
+    predecessor the previous one, and its successor list as long as the longest (a short
+    one: the node survives fewer failures at once; it fills as stabilization goes on)."""
     live = sorted((n for n in nodes if n.info is not None), key=lambda n: int(n.id, 16))
+    full = max((len(n.info.successors) for n in live if n.info), default=0)
     for k, n in enumerate(live):
         assert n.info is not None
         want_succ = live[(k + 1) % len(live)].address
@@ -120,6 +145,8 @@ def _check_neighbours(nodes: list[NodeView]) -> None:
             problems.append(f"successor {got_succ}, not {want_succ}")
         if len(live) > 1 and got_pred != want_pred:
             problems.append(f"predecessor {got_pred or 'unknown'}, not {want_pred}")
+        if len(n.info.successors) < full:
+            problems.append(f"successor list {len(n.info.successors)} of {full}")
         n.neighbours = "; ".join(problems) or "ok"
 
 

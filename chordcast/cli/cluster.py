@@ -9,7 +9,7 @@ import logging
 import sys
 from typing import Any
 
-from chordcast.cli.common import UsageError, address, at_least
+from chordcast.cli.common import UsageError, address, at_least, listen_port
 from chordcast.cli.progress import progress_bars
 from chordcast.cluster import ClusterOptions, node_options, run_cluster
 from chordcast.server import NodeOptions
@@ -49,7 +49,7 @@ def register(sub: Any) -> None:
                         "none: the first node starts a new ring)")
     c.add_argument("--stabilize-interval", type=at_least(float, 0.01), default=0.5,
                    metavar="SECONDS", help="each node's stabilization interval (default 0.5)")
-    c.add_argument("--metrics-port", type=at_least(int, 0), metavar="PORT",
+    c.add_argument("--metrics-port", type=listen_port, metavar="PORT",
                    help="serve each node's Prometheus metrics, the first on PORT and the next "
                         "counting up (0: a free port each; default: no metrics)")
     c.add_argument("--log-level", default="warning",

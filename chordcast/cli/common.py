@@ -41,8 +41,10 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         if ("default" in text or not action.option_strings
                 or action.default is None or action.default is False
-                or action.default == argparse.SUPPRESS):
+                or action.default in ("", argparse.SUPPRESS)):
             return text
+        if text.endswith(")"):  # one parenthesis, not two in a row
+            return f"{text[:-1]}; default: %(default)s)"
         return f"{text} (default: %(default)s)"
 
 
@@ -103,6 +105,14 @@ def port(text: str) -> int:
     return value
 
 
+def listen_port(text: str) -> int:
+    """A port to listen on: 0 picks a free one."""
+    value = at_least(int, 0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError("must be a port number (0-65535; 0: a free one)")
+    return value
+
+
 def id_bits(text: str) -> int:
     value = at_least(int, MIN_BITS)(text)
     if value > MAX_BITS:
@@ -121,10 +131,14 @@ def console(stderr: bool = False) -> Console:
                    soft_wrap=True)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-    for h in headers:
-        t.add_column(h, no_wrap=True)
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], wrap_last: bool = False
+          ) -> Table:
+    """Columns never wrap (a cell stays pasteable), but the last may with `wrap_last` (free
+    text, so a narrow terminal still shows every column)."""
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
+              collapse_padding=True)
+    for k, h in enumerate(headers):
+        t.add_column(h, no_wrap=not (wrap_last and k == len(headers) - 1))
     for row in rows:
         t.add_row(*(escape(str(c)) for c in row))
     return t

@@ -17,6 +17,7 @@ from chordcast.cli.common import (
     address,
     at_least,
     id_bits,
+    listen_port,
     port,
     print_json,
     print_table,
@@ -208,7 +209,7 @@ def register(sub: Any) -> None:
                       help="messages a group's root keeps for repair")
     node.add_argument("--max-children", type=at_least(int, 1), default=16, metavar="N",
                       help="children per node per group before handing new ones down")
-    node.add_argument("--health-port", type=at_least(int, 0), metavar="PORT",
+    node.add_argument("--health-port", type=listen_port, metavar="PORT",
                       help="also serve grpc.health.v1 alone, in plaintext, on this port of "
                            "the metrics host (for probes that cannot do TLS; 0: a free port; "
                            "default: none)")
@@ -233,7 +234,7 @@ def register(sub: Any) -> None:
                       metavar="SECONDS", help="silence from a tree parent before re-joining")
     node.add_argument("--member-buffer", type=at_least(int, 1024), default=16 << 20,
                       metavar="BYTES", help="unread payload a subscriber may fall behind by "
-                      "before it is told it lagged and resumes from the archive (16 MiB)")
+                      "before it is told it lagged and resumes from the archive (default: 16 MiB)")
     node.add_argument("--data-dir", metavar="DIR",
                       help="keep stored keys and group state here across restarts (SQLite; "
                       "one per node, same --listen/--advertise every time; default: memory "
@@ -241,7 +242,7 @@ def register(sub: Any) -> None:
     node.add_argument("--tombstone-ttl", type=at_least(float, 1.0), default=7 * 24 * 3600.0,
                       metavar="SECONDS", help="how long a delete is remembered (default 7 "
                       "days); a data dir away longer comes back without its keys")
-    node.add_argument("--metrics-port", type=at_least(int, 0), metavar="PORT", nargs="?",
+    node.add_argument("--metrics-port", type=listen_port, metavar="PORT", nargs="?",
                       const=DEFAULT_HTTP_PORT,
                       help="serve Prometheus metrics at http://HOST:PORT/metrics and the live "
                       f"view at http://HOST:PORT/ (given alone: {DEFAULT_HTTP_PORT}; 0: any "

@@ -53,8 +53,8 @@ def render(s: RingSurvey, taken: float) -> Group:
         rows.append([d["state"], short(n.id), n.address, d["keys"], d["replicas"], d["groups"],
                      f"{d['successors']}/{full}" if n.info else "-",
                      f"{d['rpc_p99_ms']:.2f}" if n.info else "-", n.neighbours])
-    t: Table = table(["state", "id", "address", "keys", "replicas", "groups", "successors",
-                      "rpc p99 ms", "neighbours"], rows)
+    t: Table = table(["state", "id", "address", "keys", "repl", "groups", "succ", "p99 ms",
+                      "neighbours"], rows, wrap_last=True)
     return Group(title, t)
 
 

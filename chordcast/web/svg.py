@@ -14,6 +14,8 @@ from chordcast.survey import RingSurvey
 
 R = 440.0
 LABELS_UP_TO = 40  # as on the page
+VIEWBOX = "-620 -560 1240 1120"  # as on the page
+DASH = {"finger": "none", "successor": "6 4"}
 COLOURS = {"up": "#4cc38a", "down": "#e5484d", "unwell": "#f5a524", "finger": "#5b9cf5",
            "successor": "#4cc38a", "rim": "#2c3848", "text": "#dfe6ee", "bg": "#10141a"}
 
@@ -28,9 +30,10 @@ def point(id_hex: str, id_bits: int, r: float = R) -> tuple[float, float]:
 
 
 def ring_svg(s: RingSurvey) -> str:
-    svg = ET.Element("svg", xmlns="http://www.w3.org/2000/svg", viewBox="-520 -520 1040 1040",
-                     width="1040", height="1040")
-    ET.SubElement(svg, "rect", x="-520", y="-520", width="1040", height="1040",
+    # Wider than the circle: names beside the nodes at 3 and 9 o'clock need the room.
+    svg = ET.Element("svg", xmlns="http://www.w3.org/2000/svg", viewBox=VIEWBOX,
+                     width="1240", height="1120")
+    ET.SubElement(svg, "rect", x="-620", y="-560", width="1240", height="1120",
                   fill=COLOURS["bg"])
     ET.SubElement(svg, "circle", r=f"{R:g}", fill="none", stroke=COLOURS["rim"])
     h = s.health()
@@ -45,6 +48,7 @@ def ring_svg(s: RingSurvey) -> str:
                 if p.id != first.id:
                     ET.SubElement(svg, "path", {"d": _chord(first.id, p.id, s.id_bits),
                                                 "fill": "none", "stroke": COLOURS[kind],
+                                                "stroke-dasharray": DASH[kind],
                                                 "class": f"chord {kind}"})
     radius = max(2.5, min(12.0, 1400 / max(1, len(s.nodes))))
     for n in s.nodes:
@@ -64,6 +68,16 @@ def ring_svg(s: RingSurvey) -> str:
                                         "text-anchor": anchor, "fill": COLOURS["text"],
                                         "font-family": "sans-serif", "font-size": "14"}
                           ).text = n.address
+    legend = [("finger", f"{first.address if first else ''}'s fingers"),
+              ("successor", "its successor list"), ("up", "node up"),
+              ("unwell", "wrong neighbours"), ("down", "down")]
+    for k, (kind, text) in enumerate(legend):
+        y = 480 + 18 * (k - 2)
+        ET.SubElement(svg, "rect", x="-600", y=f"{y - 9}", width="14", height="10",
+                      fill=COLOURS[kind])
+        ET.SubElement(svg, "text", {"x": "-580", "y": f"{y}", "fill": COLOURS["text"],
+                                    "font-family": "sans-serif", "font-size": "13"}
+                      ).text = text
     return ET.tostring(svg, encoding="unicode", xml_declaration=True) + "\n"
 
 

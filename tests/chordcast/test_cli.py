@@ -30,6 +30,8 @@ def closed_port() -> int:
         ["node", "--listen", "127.0.0.1:0", "--id-bits", "200"],
         ["node", "--listen", "127.0.0.1:0", "--id-bits", "two"],
         ["node", "--listen", "127.0.0.1:0", "--successors", "0"],
+        ["node", "--listen", "127.0.0.1:0", "--metrics-port", "99999"],
+        ["cluster", "--metrics-port", "-1"],
         ["node", "--listen", "127.0.0.1:0", "--join", "nowhere"],
         ["lookup", "--via", "127.0.0.1:5000"],
         ["put", "k", "--via", "127.0.0.1:5000"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from chordcast.results import ClientError, GroupRole, NodeInfo, Peer
-from chordcast.survey import NodeView, RingSurvey, _check_neighbours, group_tree
+from chordcast.survey import NodeView, RingSurvey, _check_neighbours, group_tree, survey_ring
 
 
 def role(group: str, children: tuple[str, ...] = (), members: tuple[str, ...] = (),
@@ -45,7 +45,8 @@ def info(n: int, succ: int, pred: int | None) -> NodeInfo:
     def p(k: int) -> Peer:
         return Peer(f"{k:02x}", f"h:{k}")
 
-    return NodeInfo(p(n), p(pred) if pred is not None else None, [p(succ)], [], 0, 0, 8)
+    return NodeInfo(p(n), p(pred) if pred is not None else None, [p(succ), p(succ % 3 + 1)][
+        : 1 if n == 2 else 2], [], 0, 0, 8)
 
 
 def test_health_counts_and_wrong_neighbours_are_named() -> None:
@@ -55,6 +56,25 @@ def test_health_counts_and_wrong_neighbours_are_named() -> None:
     _check_neighbours(views)
     s = RingSurvey(8, views)
     assert [v.neighbours for v in views[:3]] == [
-        "ok", "ok", "predecessor unknown, not h:2"]
-    assert s.health() == {"nodes": 4, "up": 3, "full_successor_lists": 3,
-                          "predecessor_known": 2, "neighbours_ok": 2, "healthy": False}
+        "ok", "successor list 1 of 2", "predecessor unknown, not h:2"]
+    assert s.health() == {"nodes": 4, "up": 3, "full_successor_lists": 2,
+                          "predecessor_known": 2, "neighbours_ok": 1, "healthy": False}
+
+
+def test_a_stale_successor_list_does_not_hide_a_node_that_just_joined() -> None:
+    """The first node's list skips 2 (it joined a moment ago); 1 already names it first."""
+    succ = {0: [1, 3], 1: [2, 3], 2: [3, 0], 3: [0, 1]}
+
+    class Fake:
+        async def node_info(self, address: str | None = None) -> NodeInfo:
+            k = 0 if address is None else int(address.split(":")[1])
+            return NodeInfo(Peer(f"{k:02x}", f"h:{k}"),
+                            Peer(f"{(k - 1) % 4:02x}", f"h:{(k - 1) % 4}"),
+                            [Peer(f"{s:02x}", f"h:{s}") for s in succ[k]], [], 0, 0, 8)
+
+        async def roles(self, address: str) -> list[GroupRole]:
+            return []
+
+    survey = asyncio.run(survey_ring(Fake()))  # type: ignore[arg-type]
+    assert [n.address for n in survey.nodes] == ["h:0", "h:1", "h:2", "h:3"]
+    assert survey.healthy
