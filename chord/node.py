@@ -85,7 +85,8 @@ class ChordNode(NodeCore):
                     raise JoinFailed(f"identifier collision with {owner.address}")
                 reply = await self.call(owner.address, "GetNeighbors", pb.GetNeighborsRequest())
             except (PeerUnavailable, RemoteError, LookupFailed) as exc:
-                reasons.append(f"{address}: {exc}")
+                said = str(exc)  # (a peer's error names its address already)
+                reasons.append(said if said.startswith(f"{address}:") else f"{address}: {said}")
                 continue
             if self.ring_id and reply.ring and reply.ring != self.ring_id:
                 raise ForeignRing(f"this node belongs to ring {self.ring_id}, but {address} "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import logging
 import secrets
 import time
 from collections import deque
@@ -53,6 +54,7 @@ from chordcast.v1 import client_pb2 as cpb
 from chordcast.v1 import mcast_pb2 as mpb
 
 MESSAGE_LIMIT = 8 << 20
+log = logging.getLogger(__name__)
 MAX_RING_WALK = 100_000
 RING_VIEW_LIMIT = 4096  # nodes a ring-aware client walks to learn the ring
 UNREACHABLE_FOR = 30.0  # seconds an owner that did not answer stays out of the view
@@ -584,7 +586,7 @@ class Subscription:
                     # single --via): keep trying, within the reconnect budget.
                     if exc.code not in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
                         raise
-                    await self._backoff()
+                    await self._backoff(str(exc))
                     continue
             e: Any
             if self._batch:  # the rest of a stream message that carried several events
@@ -611,8 +613,12 @@ class Subscription:
                 # The access node went away (or let us go): resume at another one.
                 self._call = None
                 client.current = (client.current + 1) % len(client.addresses)
-                await self._backoff()
+                await self._backoff(f"lost its node {self.access_node}")
                 continue
+            if self.reconnects:
+                log.warning("subscription to %r resumed via %s after %d attempt(s), after "
+                            "seq %s", self.name, self.access_node, self.reconnects,
+                            self.last_seq)
             self.reconnects = 0  # the budget is for failures in a row, not for a lifetime
             if e.more:
                 self._batch.extend(e.more)
@@ -634,11 +640,16 @@ class Subscription:
                 self._ended = True
             return msg
 
-    async def _backoff(self) -> None:
+    async def _backoff(self, why: str) -> None:
+        """Wait before the next attempt; said once per streak of failures (a library's
+        warning: a CLI shows it on stderr), and in the error when the budget is spent."""
         self.reconnects += 1
         if self.reconnects > self.max_reconnects:
             raise ClientError(f"gave up on {self.name!r} after {self.max_reconnects} "
-                              f"reconnects", "UNAVAILABLE")
+                              f"reconnects: {why}", "UNAVAILABLE")
+        if self.reconnects == 1:
+            log.warning("subscription to %r: %s; reconnecting (up to %d attempts)",
+                        self.name, why, self.max_reconnects)
         await asyncio.sleep(min(1.0, 0.1 * self.reconnects))
 
     async def close(self) -> None:

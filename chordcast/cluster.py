@@ -103,7 +103,8 @@ class Cluster:
             await _abandon(ns)
             raise
         self.servers.append(ns)
-        metrics = f" metrics on {ns.metrics_address}" if ns.metrics_address else ""
+        metrics = (f" metrics on {ns.metrics_address} (live view: "
+                   f"http://{ns.metrics_address}/)" if ns.metrics_address else "")
         self.announce(f"chordcast node {ns.space.format(ns.node.me.id)} listening on "
                       f"{advertised}{metrics}")
         if self.progress is not None:

@@ -286,8 +286,8 @@ def register(sub: Any) -> None:
     p = client_cmd(gsub, "destroy", cmd_destroy, "destroy a group (creator only)")
     p.add_argument("name")
     p.add_argument("--token", default="",
-                   help="the token `group create` printed (not needed by the creator's "
-                        "certificate on a TLS ring)")
+                   help="the token `group create` printed (default: none; not needed by the "
+                        "creator's certificate on a TLS ring)")
     p = client_cmd(gsub, "info", cmd_info, "a group's root, members (by name) and depth")
     p.add_argument("name")
     p.add_argument("--tree", action="store_true",

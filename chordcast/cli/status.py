@@ -93,6 +93,7 @@ async def watch(client: Client, args: argparse.Namespace) -> int:
                 live.update(render(s, time.time()), refresh=True)
             else:
                 out.print(render(s, time.time()))
+                out.print()  # (a blank line between reports)
                 out.file.flush()
             await asyncio.sleep(args.interval)
     except asyncio.CancelledError:

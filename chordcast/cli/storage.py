@@ -30,6 +30,9 @@ def cmd_put(args: argparse.Namespace) -> int:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    if args.json and (args.raw or args.output):
+        raise UsageError("--json prints the value in a JSON document; --raw and --output "
+                         "write its bytes: give one")
     v = with_client(args, lambda c: c.get(args.key))
     if not v.found:
         if args.json:

@@ -38,6 +38,7 @@ FIRST_WAIT = 15.0       # seconds a request waits for the first survey
 MAX_NODES = 10_000      # nodes a survey walks
 MAX_GROUPS = 64         # groups whose trees a snapshot carries (by name)
 CALL_TIMEOUT = 2.0      # seconds per call of a survey: a hung node must not stall the view
+GONE_FOR = 300.0        # seconds a node that left the ring stays listed as gone
 
 RecentLookups = Callable[[], list[tuple[float, Lookup]]]
 
@@ -54,6 +55,10 @@ class RingView:
         self._fresh = asyncio.Event()
         self._watched = 0.0
         self._task: asyncio.Task[None] | None = None
+        # Nodes the last survey saw, and those seen before but not since (a ring repairs
+        # around a crash in a second; the view still says who went, and when).
+        self._present: dict[str, str] = {}  # address -> id
+        self._gone: dict[str, dict[str, Any]] = {}
 
     def routes(self) -> dict[str, Handler]:
         return {"/": self._page, "/index.html": self._page, "/api/snapshot": self._snapshot,
@@ -105,8 +110,22 @@ class RingView:
     async def _survey(self) -> dict[str, Any]:
         taken = time.time()
         s = await survey_ring(self._client_of_node(), limit=MAX_NODES)
+        gone = self._note_departures(s, taken)
         return {"taken": taken, "me": self.address, "id_bits": s.id_bits,
-                "health": s.health(), "nodes": _nodes(s), "groups": await _groups(s)}
+                "health": {**s.health(), "gone": len(gone)}, "nodes": _nodes(s),
+                "gone": gone, "groups": await _groups(s)}
+
+    def _note_departures(self, s: RingSurvey, now: float) -> list[dict[str, Any]]:
+        present = {n.address: n.id for n in s.up()}
+        for address, node_id in self._present.items():
+            if address not in present:
+                self._gone[address] = {"id": node_id, "address": address, "since": now}
+        for address in present:
+            self._gone.pop(address, None)  # back
+        self._present = present
+        for address in [a for a, g in self._gone.items() if now - g["since"] > GONE_FOR]:
+            del self._gone[address]
+        return sorted(self._gone.values(), key=lambda g: -g["since"])
 
     # -- handlers ---------------------------------------------------------------------------
     async def _page(self, request: Request) -> Response:
@@ -127,7 +146,7 @@ class RingView:
                 return _json(503, doc)
             if name == "ring":
                 return _json(200, {k: doc[k] for k in ("taken", "me", "id_bits", "health",
-                                                       "nodes")})
+                                                       "nodes", "gone")})
             return _json(200, {"taken": doc["taken"], name: doc[name]})
 
         return answer

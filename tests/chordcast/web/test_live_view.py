@@ -209,3 +209,23 @@ def test_the_page_in_a_real_browser_shows_the_ring_and_the_tree(ring: Any,
     assert taken.returncode == 0, taken.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+def test_a_node_that_fails_is_listed_as_gone(ring: Any) -> None:
+    """(Last in this module: it kills a node.) The ring repairs around it within a second;
+    the view still says which node went, and when."""
+    r, _subs = ring
+    view = r.live()[0].metrics
+    settled(view, r)
+    victim = r.live()[4]  # not a member's node
+    r.kill(victim)
+
+    def gone() -> dict[str, Any]:
+        status, _h, body = get(f"http://{view}/api/ring")
+        doc = json.loads(body)
+        assert status == 200 and victim.address in {g["address"] for g in doc["gone"]}
+        assert victim.address not in {n["address"] for n in doc["nodes"]}
+        return dict(doc)
+
+    doc = eventually(gone)
+    assert doc["health"]["gone"] == 1 and len(doc["nodes"]) == 7
