@@ -57,12 +57,6 @@ class RingSurvey:
         found = {r.group: n.address for n in self.up() for r in n.roles if r.root}
         return dict(sorted(found.items()))
 
-    def roles_at(self, address: str) -> list[GroupRole]:
-        for n in self.nodes:
-            if n.address == address:
-                return n.roles
-        return []
-
 
 async def survey_ring(client: Client, limit: int = MAX_RING_WALK, with_roles: bool = True
                       ) -> RingSurvey:
@@ -73,13 +67,13 @@ async def survey_ring(client: Client, limit: int = MAX_RING_WALK, with_roles: bo
     does not answer is listed down and the walk goes on past it. Stops where it comes back."""
     gate = asyncio.Semaphore(PARALLEL)
 
-    async def visit(id: str, address: str | None) -> NodeView:
+    async def visit(node_id: str, address: str | None) -> NodeView:
         async with gate:
             try:
                 info = await client.node_info(address)
                 roles = await client.roles(info.node.address) if with_roles else []
             except ClientError:
-                return NodeView("down", id, address or "", neighbours="does not answer")
+                return NodeView("down", node_id, address or "", neighbours="does not answer")
         return NodeView("up", info.node.id, info.node.address, info, roles)
 
     first = await visit("", None)

@@ -9,17 +9,16 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NoReturn, TypeVar
-
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from chord.ids import MAX_BITS, MIN_BITS
 from chordcast.address import split_address
 from chordcast.client import Client
 from chordcast.tls import TlsConfig
+
+if TYPE_CHECKING:  # rich is imported where output is made: a node process never loads it
+    from rich.console import Console
+    from rich.table import Table
 
 T = TypeVar("T")
 Command = Callable[[argparse.Namespace], int]
@@ -124,6 +123,8 @@ def id_bits(text: str) -> int:
 def console(stderr: bool = False) -> Console:
     """rich's console for stdout (or stderr): on a terminal, its width and colours; piped,
     plain text with no width limit, so a row stays one line for grep and awk."""
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     if stream.isatty():
         return Console(file=stream, highlight=False, emoji=False)
@@ -135,6 +136,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], wrap_last: bool
           ) -> Table:
     """Columns never wrap (a cell stays pasteable), but the last may with `wrap_last` (free
     text, so a narrow terminal still shows every column)."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold",
               collapse_padding=True)
     for k, h in enumerate(headers):

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import sys
-from typing import Any
-
-from rich.markup import escape
-from rich.tree import Tree
+from typing import TYPE_CHECKING, Any
 
 from chordcast.cli.common import (
     UsageError,
@@ -27,6 +24,9 @@ from chordcast.client import Client
 from chordcast.results import ClientError, GroupInfo, GroupMessage, TreeNode
 from chordcast.survey import group_tree
 from mcast.scribe import MAX_PAYLOAD
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
 
 
 def payload_fields(payload: bytes) -> dict[str, str]:
@@ -173,6 +173,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def tree_picture(g: GroupInfo, tree: list[TreeNode]) -> Tree:
     """The tree as rich draws it: each node with its role and depth, its members by name."""
+    from rich.markup import escape
+    from rich.tree import Tree
+
     branches: dict[str, Tree] = {}
     picture = Tree(escape(f"group {g.group!r} (last seq {g.last_seq}, "
                           f"{sum(len(t.members) for t in tree)} members)"))

@@ -7,17 +7,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+if TYPE_CHECKING:  # (rich is imported when a bar is drawn)
+    from rich.progress import TaskID
+
 
 Report = Callable[[str, int, int], None]  # (what, done, of how many)
 
@@ -32,6 +26,16 @@ def progress_bars(enabled: bool | None = None) -> Iterator[Report | None]:
     if not (on_terminal() if enabled is None else enabled):
         yield None
         return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     bars = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                     MofNCompleteColumn(), TimeElapsedColumn(),
                     console=Console(file=sys.stderr), transient=True)
@@ -54,5 +58,7 @@ def spinner(text: str) -> Iterator[None]:
     if not on_terminal():
         yield
         return
+    from rich.console import Console
+
     with Console(file=sys.stderr).status(text):
         yield

@@ -8,12 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from typing import Any
-
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from chordcast.cli.common import (
     add_client_command,
@@ -28,6 +23,9 @@ from chordcast.cli.common import (
 from chordcast.client import Client
 from chordcast.survey import NodeView, RingSurvey, survey_ring
 
+if TYPE_CHECKING:
+    from rich.console import Group
+
 
 def node_doc(n: NodeView) -> dict[str, Any]:
     info = n.info
@@ -39,6 +37,9 @@ def node_doc(n: NodeView) -> dict[str, Any]:
 
 
 def render(s: RingSurvey, taken: float) -> Group:
+    from rich.console import Group
+    from rich.text import Text
+
     h = s.health()
     full = max((len(n.info.successors) for n in s.up() if n.info), default=0)
     title = Text(f"{h['up']} of {h['nodes']} node(s) up; ring "
@@ -53,7 +54,7 @@ def render(s: RingSurvey, taken: float) -> Group:
         rows.append([d["state"], short(n.id), n.address, d["keys"], d["replicas"], d["groups"],
                      f"{d['successors']}/{full}" if n.info else "-",
                      f"{d['rpc_p99_ms']:.2f}" if n.info else "-", n.neighbours])
-    t: Table = table(["state", "id", "address", "keys", "repl", "groups", "succ", "p99 ms",
+    t = table(["state", "id", "address", "keys", "repl", "groups", "succ", "p99 ms",
                       "neighbours"], rows, wrap_last=True)
     return Group(title, t)
 
@@ -77,6 +78,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 async def watch(client: Client, args: argparse.Namespace) -> int:
     """Survey again every interval until interrupted: in place on a terminal, one report
     after another (or one JSON line each) when piped."""
+    from rich.live import Live
+
     out = console()
     live = Live(console=out, auto_refresh=False) if out.is_terminal and not args.json else None
     healthy = True

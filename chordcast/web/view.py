@@ -22,11 +22,9 @@ import logging
 import time
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chordcast.client import Client
 from chordcast.results import ClientError, Lookup
-from chordcast.survey import RingSurvey, group_tree, survey_ring
 from chordcast.tls import TlsConfig
 from chordcast.web.http import Handler, Request, Response
 
@@ -39,6 +37,10 @@ MAX_NODES = 10_000      # nodes a survey walks
 MAX_GROUPS = 64         # groups whose trees a snapshot carries (by name)
 CALL_TIMEOUT = 2.0      # seconds per call of a survey: a hung node must not stall the view
 GONE_FOR = 300.0        # seconds a node that left the ring stays listed as gone
+
+if TYPE_CHECKING:  # imported when first watched: a node nobody watches does without them
+    from chordcast.client import Client
+    from chordcast.survey import RingSurvey
 
 RecentLookups = Callable[[], list[tuple[float, Lookup]]]
 
@@ -76,6 +78,8 @@ class RingView:
     # -- surveys ----------------------------------------------------------------------------
     def _client_of_node(self) -> Client:
         if self._client is None:
+            from chordcast.client import Client
+
             self._client = Client([self.address], timeout=CALL_TIMEOUT, ring_aware=False,
                                   tls=self.tls)
         return self._client
@@ -108,6 +112,8 @@ class RingView:
             await asyncio.sleep(max(0.0, PERIOD - (time.monotonic() - started)))
 
     async def _survey(self) -> dict[str, Any]:
+        from chordcast.survey import survey_ring
+
         taken = time.time()
         s = await survey_ring(self._client_of_node(), limit=MAX_NODES)
         gone = self._note_departures(s, taken)
@@ -191,6 +197,8 @@ def _nodes(s: RingSurvey) -> list[dict[str, Any]]:
 
 
 async def _groups(s: RingSurvey) -> list[dict[str, Any]]:
+    from chordcast.survey import group_tree
+
     roles = {n.address: n.roles for n in s.nodes}
     last_seq = {r.group: r.last_seq for n in s.nodes for r in n.roles if r.root}
 
