@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chord.sim import experiments
+from chordcast.cli.progress import tenths
 from mcast import sim as mcast_sim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,19 +29,6 @@ SEED = 1
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-class Tenths:
-    """Progress as a line on stderr every tenth of the way (the report takes a while)."""
-
-    def __init__(self) -> None:
-        self.said: dict[str, int] = {}
-
-    def __call__(self, what: str, done: int, total: int) -> None:
-        tenth = done * 10 // max(1, total)
-        if tenth > self.said.get(what, 0):
-            self.said[what] = tenth
-            log(f"  {done}/{total} {what}")
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -84,13 +72,13 @@ def scribe(n: int, groups: int, min_size: int, max_size: int, messages: int,
     for crash in crashes:
         log(f"scribe: {n} nodes, {groups} groups, crash {crash}")
         rows.append(experiments.run(mcast_sim.mcast_experiment(
-            n, SEED, groups, sizes, messages, crash_fraction=crash, progress=Tenths())))
+            n, SEED, groups, sizes, messages, crash_fraction=crash, progress=tenths())))
     return rows
 
 
 def big_run(n: int, lookups: int) -> dict[str, Any]:
     log(f"scale: {n} nodes formed by joins, {lookups} lookups")
-    result = experiments.run(experiments.ring_experiment(n, SEED, lookups, progress=Tenths()))
+    result = experiments.run(experiments.ring_experiment(n, SEED, lookups, progress=tenths()))
     # The high-water mark of this process, so run this section on its own (it is the largest).
     result["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result["command"] = (f"chordcast sim ring --nodes {n} --lookups {lookups} --seed {SEED} "

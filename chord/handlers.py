@@ -182,8 +182,10 @@ class Handlers:
         node = self.node
         origin = node_from_pb(node.space, req.origin)
         limit = key_from_pb(node.space, req.limit)
-        # Answered once the receiver's share is done (within the budget the sender gave), so
-        # the count of nodes reached adds up at the origin (a share takes O(log N) steps).
-        budget = min(req.budget_ms / 1000, node.config.lookup_timeout)
-        return pb.SpreadAck(reached=await self.routing.spread(
-            req.app, req.payload, origin, limit, node.clock.now() + budget))
+        # Answered once the receiver's stretch is done or its budget is spent, whichever is
+        # first, with how many of it delivered (the count adds up at the origin); the stretch
+        # goes on regardless. No budget (a sender that gives none): the lookup timeout.
+        budget = min(req.budget_ms / 1000 or node.config.lookup_timeout,
+                     node.config.lookup_timeout)
+        return pb.SpreadAck(reached=await self.routing.counted_spread(
+            req.app, req.payload, origin, limit, budget))

@@ -9,6 +9,7 @@ imports `chord.node`, which composes it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from chord.core import NodeCore
@@ -24,9 +25,21 @@ log = logging.getLogger(__name__)
 ONE_HOP_TRIES = 2  # the cached guess, then the best node a refusal's hints name
 
 
-# Of the time a node gives a stretch, the part the stretch's node takes to answer (the rest
-# covers the network and the answer's trip back).
-SPREAD_ANSWER = 0.8
+# Of the time left to a node spreading a broadcast, the part it waits for the next node's
+# answer (the rest: going round that node, should it be gone), and of that the part the next
+# node takes to answer for its stretch (the rest covers the network). Less than
+# MIN_SPREAD_WAIT left: the stretch is handed on uncounted, with a budget of its own.
+FIRST_TRY = 0.7
+SPREAD_ANSWER = 0.9
+MIN_SPREAD_WAIT = 0.02
+
+
+class Tally:
+    """Nodes of a broadcast's stretch that delivered it, as the counts come back."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
 
 class AppFlow:
     """Application messages straight to one node, one way and in order (a transport flow
@@ -327,23 +340,35 @@ class Routing:
     # ================================================================== broadcast
     async def broadcast(self, app: str, payload: bytes) -> int:
         """Deliver `payload` to `app` on every ring node (this one included); returns how
-        many nodes delivered it within the lookup timeout (all of them, unless some node of
-        the spread did not answer in time: the rest still deliver, uncounted)."""
+        many nodes delivered it within the lookup timeout (all of them, unless some stretch
+        of the spread was slow or had to go round a failed node: it still delivers, later
+        and uncounted)."""
         node = self.node
-        return await self.spread(app, payload, node.me, node.me.id,
-                                 node.clock.now() + node.config.lookup_timeout)
+        return await self.counted_spread(app, payload, node.me, node.me.id,
+                                         node.config.lookup_timeout)
+
+    async def counted_spread(self, app: str, payload: bytes, origin: NodeRef, limit: int,
+                             budget: float) -> int:
+        """Spread our stretch in the background and answer within `budget` with how many
+        nodes of it delivered so far: the budget bounds when we answer, never what the
+        stretch delivers (so a short budget deep in the spread loses nothing)."""
+        node = self.node
+        tally = Tally()
+        spreading = node.spawn(self.spread(app, payload, origin, limit,
+                                           node.clock.now() + budget, tally))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(spreading), budget)
+        return tally.count
 
     async def spread(self, app: str, payload: bytes, origin: NodeRef, limit: int,
-                     deadline: float) -> int:
+                     deadline: float, tally: Tally) -> None:
         """Deliver here, then hand each known node in (me, limit) the stretch up to the next
-        one: every node is reached once, in O(log N) steps when the fingers are right.
-        Returns the nodes of the stretch that delivered it (each answers once its own stretch
-        is done, so the origin learns how many the broadcast reached), by `deadline`."""
+        one: every node is reached once, in O(log N) steps when the fingers are right. Each
+        stretch's count is added to `tally` as it comes back (by `deadline`, to be counted)."""
         node = self.node
-        reached = 0
         try:
             await node.upcalls.direct(app, payload, origin)
-            reached = 1
+            tally.count += 1
         except InvalidRequest as exc:  # refused here (e.g. no such application): said once
             log.warning("broadcast from %s refused on %s: %s", origin.address,
                         node.me.address, exc)
@@ -355,27 +380,33 @@ class Routing:
             key=lambda n: node.space.distance(node.me.id, n.id),
         )
         if not targets:
-            return reached  # a leaf of the spread: nobody left in our stretch
+            return  # a leaf of the spread: nobody left in our stretch
         limits = [t.id for t in targets[1:]] + [limit]
-        return reached + sum(await asyncio.gather(
-            *(self._spread_to(app, payload, origin, t, lim, deadline)
-              for t, lim in zip(targets, limits, strict=True))))
+        await asyncio.gather(*(self._spread_to(app, payload, origin, t, lim, deadline, tally)
+                               for t, lim in zip(targets, limits, strict=True)))
 
     async def _spread_to(self, app: str, payload: bytes, origin: NodeRef, target: NodeRef,
-                         limit: int, deadline: float) -> int:
-        """Hand `target` its stretch and wait for its count. It gets half the time left (and
+                         limit: int, deadline: float, tally: Tally) -> None:
+        """Hand `target` its stretch, waiting FIRST_TRY of the time left for its answer (it
         answers within SPREAD_ANSWER of that, so a call that times out is a node that does
-        not answer, not a slow stretch); the other half is for handing the stretch to the
-        node after it, should it be gone."""
+        not answer, not a slow stretch); the rest is for going round it. Past our deadline
+        the stretch is still handed on, with time of its own, uncounted."""
         node = self.node
         req = pb.SpreadRequest(app=app, payload=payload, origin=node_to_pb(node.space, origin),
                                limit=node.space.to_bytes(limit))
-        share = (deadline - node.clock.now()) / 2
-        if share <= 0:
-            return 0
-        req.budget_ms = int(share * SPREAD_ANSWER * 1000)
+
+        async def hand(to: NodeRef, part: float) -> None:
+            left = (deadline - node.clock.now()) * part
+            if left < MIN_SPREAD_WAIT:  # too late to count: the receiver takes its own time
+                left, req.budget_ms = node.config.lookup_timeout, 0
+            else:
+                req.budget_ms = max(1, int(left * SPREAD_ANSWER * 1000))
+            reply = await node.call(to.address, "Spread", req, timeout=left)
+            tally.count += int(reply.reached)
+
         try:
-            return int((await node.call(target.address, "Spread", req, timeout=share)).reached)
+            await hand(target, FIRST_TRY)
+            return
         except (PeerUnavailable, RemoteError):
             node.forget(target.id)
         # The target is gone: its stretch now starts at its successor, if that is still ours.
@@ -384,16 +415,10 @@ class Routing:
         try:
             owner = (await self.lookup(node.space.add(target.id, 1))).owner
         except LookupFailed:
-            return 0
-        left = deadline - node.clock.now()
-        if owner.id != node.me.id and between(owner.id, node.me.id, limit) and left > 0:
-            req.budget_ms = int(left * SPREAD_ANSWER * 1000)
-            try:
-                return int((await node.call(owner.address, "Spread", req, timeout=left)
-                            ).reached)
-            except (PeerUnavailable, RemoteError):
-                pass
-        return 0
+            return
+        if owner.id != node.me.id and between(owner.id, node.me.id, limit):
+            with contextlib.suppress(PeerUnavailable, RemoteError):
+                await hand(owner, 1.0)
 
     # ================================================================== direct calls
     async def app_call(self, node: NodeRef, app: str, payload: bytes) -> bytes:

@@ -565,6 +565,9 @@ class Subscription:
                 continue
             self._call, self.access_node = call, address
             client.current = index
+            if self.reconnects:  # (said when the node took us back, even if nothing is sent)
+                log.warning("subscription to %r resumed via %s after %d attempt(s), after "
+                            "seq %s", self.name, address, self.reconnects, self.last_seq)
             if self.last_seq is None:
                 self.last_seq = first.seq
             if self.start_seq is None:
@@ -615,10 +618,6 @@ class Subscription:
                 client.current = (client.current + 1) % len(client.addresses)
                 await self._backoff(f"lost its node {self.access_node}")
                 continue
-            if self.reconnects:
-                log.warning("subscription to %r resumed via %s after %d attempt(s), after "
-                            "seq %s", self.name, self.access_node, self.reconnects,
-                            self.last_seq)
             self.reconnects = 0  # the budget is for failures in a row, not for a lifetime
             if e.more:
                 self._batch.extend(e.more)

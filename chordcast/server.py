@@ -356,10 +356,10 @@ class NodeServer:
         self.metrics_address = join_address(host, bound)
 
     async def close_http(self) -> None:
+        if self.http is not None:  # first: no request may restart the view's surveys
+            await self.http.close()
         if self.view is not None:
             await self.view.close()
-        if self.http is not None:
-            await self.http.close()
 
     async def _set_health(self, status: int) -> None:
         for service in ("", SERVICE_NAME, NODE_API, MULTICAST):

@@ -32,6 +32,7 @@ class NodeView:
 class RingSurvey:
     id_bits: int
     nodes: list[NodeView]        # in ring order from the node the client reached
+    complete: bool = True        # the walk came back to where it started
 
     @property
     def healthy(self) -> bool:
@@ -52,9 +53,14 @@ class RingSurvey:
                 "neighbours_ok": sum(1 for n in up if n.neighbours == "ok"),
                 "healthy": self.healthy}
 
-    def roots(self) -> dict[str, str]:
-        """Each group's root address, as the nodes report it (sorted by group name)."""
-        found = {r.group: n.address for n in self.up() for r in n.roles if r.root}
+    def roots(self) -> dict[str, list[str]]:
+        """Each group's root addresses as the nodes report them, by group name (more than
+        one: a hand-over in progress, or a fault worth seeing)."""
+        found: dict[str, list[str]] = {}
+        for n in self.up():
+            for r in n.roles:
+                if r.root:
+                    found.setdefault(r.group, []).append(n.address)
         return dict(sorted(found.items()))
 
 
@@ -101,7 +107,10 @@ async def survey_ring(client: Client, limit: int = MAX_RING_WALK, with_roles: bo
             break
         cursor = live[-1]
     _check_neighbours(nodes)
-    return RingSurvey(first.info.id_bits, nodes)
+    last = next((n.info for n in reversed(nodes) if n.info is not None), first.info)
+    complete = (bool(last.successors) and last.successors[0].address == first.address) or (
+        len(nodes) == 1 and not first.info.successors)
+    return RingSurvey(first.info.id_bits, nodes, complete)
 
 
 def _chained(cursor: NodeInfo, views: list[NodeView]) -> list[NodeView]:
@@ -111,12 +120,12 @@ def _chained(cursor: NodeInfo, views: list[NodeView]) -> list[NodeView]:
     kept: list[NodeView] = []
     before, past_down = cursor, False
     for v in views:
+        if (kept and not past_down and before.successors
+                and before.successors[0].address != v.address):
+            break  # `before` knows a nearer successor than the list did
         if v.info is None:
-            past_down = True  # its successor may rightly skip it
+            past_down = True  # the node after it may rightly be named by nobody we asked
         else:
-            if (kept and not past_down and before.successors
-                    and before.successors[0].address != v.address):
-                break  # `before` knows a nearer successor than the list did
             before, past_down = v.info, False
         kept.append(v)
     return kept
@@ -149,22 +158,32 @@ RolesOf = Callable[[str], Awaitable[list[GroupRole]]]
 
 async def group_tree(group: str, root: str, roles_of: RolesOf) -> list[TreeNode]:
     """The group's tree, breadth first from its root, as each node names its children (a
-    child that does not answer is listed with nothing below it)."""
+    child that does not answer is listed with nothing below it). A level's nodes are asked
+    at once (PARALLEL at a time), so a silent one costs one timeout per level, not each."""
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def role_at(address: str) -> GroupRole | None:
+        async with gate:
+            try:
+                roles = await roles_of(address)
+            except ClientError:
+                return None
+        return next((r for r in roles if r.group == group), None)
+
     out: list[TreeNode] = []
-    queue: list[tuple[str, str, int]] = [(root, "", 0)]
-    seen = {root}
-    while queue and len(out) < MAX_TREE:
-        address, parent, depth = queue.pop(0)
-        try:
-            roles = await roles_of(address)
-        except ClientError:
-            roles = []
-        role = next((r for r in roles if r.group == group), None)
-        children = role.child_addresses if role else ()
-        out.append(TreeNode(address, parent, depth, children,
-                            role.member_names if role else (), bool(role and role.root)))
-        for child in children:
-            if child not in seen:
-                seen.add(child)
-                queue.append((child, address, depth + 1))
+    level: list[tuple[str, str]] = [(root, "")]
+    seen, depth = {root}, 0
+    while level and len(out) < MAX_TREE:
+        level = level[:MAX_TREE - len(out)]
+        found = await asyncio.gather(*(role_at(address) for address, _ in level))
+        below: list[tuple[str, str]] = []
+        for (address, parent), role in zip(level, found, strict=True):
+            children = role.child_addresses if role else ()
+            out.append(TreeNode(address, parent, depth, children,
+                                role.member_names if role else (), bool(role and role.root)))
+            for child in children:
+                if child not in seen:
+                    seen.add(child)
+                    below.append((child, address))
+        level, depth = below, depth + 1
     return out

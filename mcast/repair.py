@@ -307,12 +307,16 @@ class Repair:
                          core.me.address, g.name)
                 await self.children.end(g.name)  # the group is gone
             else:
-                log.info("%s: lost parent %s in %r; re-joining failed (%s), tried again "
-                         "next round", core.me.address, lost, g.name, exc)
+                g.rejoin_failures += 1
+                if g.rejoin_failures == 1:  # (said once, not every round while cut off)
+                    log.info("%s: lost parent %s in %r; re-joining failed (%s), trying "
+                             "again each round", core.me.address, lost, g.name, exc)
             return
-        log.info("%s: lost parent %s in %r; re-joined the tree under %s at seq %d",
+        log.info("%s: lost parent %s in %r; re-joined the tree under %s at seq %d%s",
                  core.me.address, lost, g.name,
-                 g.parent.address if g.parent is not None else "the root (itself)", seq)
+                 g.parent.address if g.parent is not None else "the root (itself)", seq,
+                 f" after {g.rejoin_failures + 1} tries" if g.rejoin_failures else "")
+        g.rejoin_failures = 0
         # Catch up at once with what the tree sent while we were cut off, rather than at the
         # next refresh: the node that took our JOIN told us how far it is.
         await self.repair_gap(g, upto=seq)

@@ -60,6 +60,7 @@ class Roots:
         self.children = children
         self._pipes: dict[str, _Pipeline] = {}  # groups whose replication is running
         self._promoting: dict[str, asyncio.Future[None]] = {}  # one promotion at a time
+        self._handing_over: set[str] = set()  # groups being handed to another root
         self._warned = -WARN_EVERY  # when an unproven operation was last logged
 
     # ------------------------------------------------------------ promotion and copies
@@ -396,8 +397,16 @@ class Roots:
         our state), and we become its child."""
         core = self.core
         root = core.roots.get(name)
-        if root is None:
-            return
+        if root is None or name in self._handing_over:
+            return  # (one hand-over at a time: two would unfreeze each other's copy)
+        self._handing_over.add(name)
+        try:
+            await self._hand_over_root(name, root, new_root)
+        finally:
+            self._handing_over.discard(name)
+
+    async def _hand_over_root(self, name: str, root: RootState, new_root: NodeRef) -> None:
+        core = self.core
         # Stop stamping and committing first, so the copy is all the new root must know.
         root.frozen = True
         try:
@@ -415,12 +424,14 @@ class Roots:
         g.parent = new_root
         # Our children lie before the group id; the new root lies between them and us, so
         # they are nearer it than we are now. Kept, they would break the rule that keeps
-        # trees free of cycles (our own re-join could be adopted by one of them): they
-        # re-join toward the new root at their next refresh instead.
-        for address in list(g.children):
-            self.children.drop_child(g, address)
-        log.info("%s handed the root of %r over to %s (its children re-join there)",
-                 core.me.address, name, new_root.address)
+        # trees free of cycles (our own re-join could be adopted by one of them): they move
+        # to the new root (as the bottleneck remover moves a child), or, should that fail,
+        # re-join toward it at their next refresh.
+        children = [c.node for c in g.children.values()]
+        for child in children:
+            self.children.drop_child(g, child.address)
+        log.info("%s handed the root of %r over to %s (its %d children move there)",
+                 core.me.address, name, new_root.address, len(children))
         try:
             # Any routed request makes the new owner promote its copy; then adopt us.
             await core.route(name, mpb.McastRouted(info=name))
@@ -429,6 +440,9 @@ class Roots:
                 height=g.height())))
         except (McastError, PeerUnavailable, RemoteError):
             g.parent = None  # maintenance re-joins
+            return
+        move = mpb.McastDirect(reparent=mpb.ReparentOp(name=name, parent=core.pb(new_root)))
+        await asyncio.gather(*(core.send_quietly(child, move) for child in children))
 
     async def keep_ownership(self) -> None:
         """Now and then: a root whose group id is no longer its own hands the group to the

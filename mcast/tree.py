@@ -116,6 +116,7 @@ class GroupState:
     ahead: dict[int, mpb.GroupMessage] = field(default_factory=dict)  # beyond a gap
     last_heard: float = 0.0   # when the parent last proved alive
     rejoining: bool = False
+    rejoin_failures: int = 0  # re-joins in a row that failed (only the first is logged)
     repairing: bool = False  # a hole in the stream is being filled
     # Our parent was set by a JOIN we passed on and has not proved alive since (no data, no
     # answer): a JOIN met now must go on, not stop here, as we may hang from a dead node.

@@ -30,7 +30,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         node_options(options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    with progress_bars() as report:  # a bar while the nodes join, on a terminal only
+    with progress_bars(until_done=True) as report:  # a bar while the nodes join, on a terminal only
         return asyncio.run(run_cluster(options, report))
 
 

@@ -22,6 +22,8 @@ from chordcast.web.svg import ring_svg
 
 def cmd_ring(args: argparse.Namespace) -> int:
     if args.svg:
+        if args.svg == "-" and args.json:
+            raise UsageError("--svg - writes the SVG to stdout; --json too: give one")
         s = with_client(args, lambda c: survey_ring(c, with_roles=False))
         try:
             write_output(args.svg, ring_svg(s).encode())

@@ -61,8 +61,8 @@ def register(sub: Any) -> None:
                        help="the same seed gives the same run")
         add_json_option(c)
         c.add_argument("--progress", action="store_true",
-                       help="progress bars on stderr even when it is not a terminal "
-                       "(default: only on a terminal)")
+                       help="progress on stderr even when it is not a terminal, as a line "
+                       "every tenth of the way (default: bars on a terminal only)")
         c.set_defaults(func=cmd_sim)
         return c
 

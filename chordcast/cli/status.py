@@ -21,6 +21,7 @@ from chordcast.cli.common import (
     vias,
 )
 from chordcast.client import Client
+from chordcast.results import ClientError
 from chordcast.survey import NodeView, RingSurvey, survey_ring
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ async def watch(client: Client, args: argparse.Namespace) -> int:
     """Survey again every interval until interrupted: in place on a terminal, one report
     after another (or one JSON line each) when piped."""
     from rich.live import Live
+    from rich.text import Text
 
     out = console()
     live = Live(console=out, auto_refresh=False) if out.is_terminal and not args.json else None
@@ -87,7 +89,19 @@ async def watch(client: Client, args: argparse.Namespace) -> int:
         if live is not None:
             live.start()
         while True:
-            s = await survey_ring(client)
+            try:
+                s = await survey_ring(client)
+            except ClientError as exc:  # (the --via node restarting, say): said, and again
+                healthy = False
+                note = f"{time.strftime('%H:%M:%S')} cannot survey the ring: {exc}"
+                if args.json:
+                    print_json({"healthy": False, "error": str(exc), "time": time.time()})
+                elif live is not None:
+                    live.update(Text(note, style="bold red"), refresh=True)
+                else:
+                    out.print(note)
+                await asyncio.sleep(args.interval)
+                continue
             healthy = s.healthy
             if args.json:
                 print_json({"healthy": s.healthy, "health": s.health(), "time": time.time(),

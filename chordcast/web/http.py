@@ -31,6 +31,7 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
 class Request:
     path: str
     query: dict[str, str]
+    host: str = ""  # the Host header, without its port
 
 
 @dataclass
@@ -101,10 +102,22 @@ class HttpServer:
             return Response(404, f"no page {url.path}\n".encode()), method == "HEAD"
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         try:
-            return await handler(Request(url.path, query)), method == "HEAD"
+            return await handler(Request(url.path, query, _host(head))), method == "HEAD"
         except Exception:
             log.exception("HTTP %s failed", url.path)
             return Response(500, b"internal error (see the node's log)\n"), method == "HEAD"
+
+
+def _host(head: bytes) -> str:
+    """The Host header's name or address, without a port (IPv6 keeps its brackets off)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"host":
+            text = value.strip().decode("latin-1")
+            if text.startswith("["):
+                return text[1:text.find("]")] if "]" in text else text
+            return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+    return ""
 
 
 def _encode(r: Response, head_only: bool) -> bytes:

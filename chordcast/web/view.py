@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from chordcast.address import split_address
 from chordcast.results import ClientError, Lookup
 from chordcast.tls import TlsConfig
 from chordcast.web.http import Handler, Request, Response
@@ -61,19 +63,41 @@ class RingView:
         # around a crash in a second; the view still says who went, and when).
         self._present: dict[str, str] = {}  # address -> id
         self._gone: dict[str, dict[str, Any]] = {}
+        self._closed = False
 
     def routes(self) -> dict[str, Handler]:
-        return {"/": self._page, "/index.html": self._page, "/api/snapshot": self._snapshot,
-                "/api/ring": self._part("ring"), "/api/groups": self._part("groups"),
-                "/api/lookups": self._lookups, "/api/lookup": self._lookup}
+        routes = {"/": self._page, "/index.html": self._page, "/api/snapshot": self._snapshot,
+                  "/api/ring": self._part("ring"), "/api/groups": self._part("groups"),
+                  "/api/lookups": self._lookups, "/api/lookup": self._lookup}
+        return {path: self._guarded(handler) for path, handler in routes.items()}
+
+    def _guarded(self, handler: Handler) -> Handler:
+        """Only for a Host that is an IP address, localhost or this node's own name: a web
+        page elsewhere that points a name of its own at this address (DNS rebinding) must not
+        read the ring through a visitor's browser."""
+        async def answer(request: Request) -> Response:
+            if not _trusted_host(request.host, self.address):
+                return _json(403, {"error": f"host {request.host!r} not accepted: open the "
+                                   "view by the node's address, an IP address or localhost"})
+            return await handler(request)
+
+        return answer
 
     async def close(self) -> None:
+        """(After the HTTP server stopped: no request can start a survey again.)"""
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._client is not None:
-            await self._client.close()
+        await self._close_client()
+
+    async def _close_client(self) -> None:
+        # Its channels and streams reach every node it surveyed: closed while nobody
+        # watches, so nodes that left long ago are not held on to.
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
     # -- surveys ----------------------------------------------------------------------------
     def _client_of_node(self) -> Client:
@@ -87,10 +111,13 @@ class RingView:
     async def latest(self) -> dict[str, Any]:
         """The newest survey (waiting for the first one), and keeps surveys going."""
         self._watched = time.monotonic()
+        if self._closed:
+            return {"error": "the node is stopping", "taken": time.time()}
         if self._task is None or self._task.done():
             # Surveys had stopped (nobody watched): what is kept is old, wait for a new one.
             self._fresh.clear()
             self._latest = None
+            self._present = {}  # (so nodes gone while nobody watched are not "gone now")
             self._task = asyncio.create_task(self._survey_while_watched())
         if self._latest is None:
             with contextlib.suppress(TimeoutError):
@@ -98,6 +125,12 @@ class RingView:
         return self._latest or {"error": "no survey of the ring yet", "taken": time.time()}
 
     async def _survey_while_watched(self) -> None:
+        try:
+            await self._surveys()
+        finally:
+            await self._close_client()
+
+    async def _surveys(self) -> None:
         while time.monotonic() - self._watched < IDLE_AFTER:
             started = time.monotonic()
             try:
@@ -122,6 +155,10 @@ class RingView:
                 "gone": gone, "groups": await _groups(s)}
 
     def _note_departures(self, s: RingSurvey, now: float) -> list[dict[str, Any]]:
+        """Nodes up in the last whole walk and not in this one (a walk that did not come
+        back to its start says nothing about the nodes it did not reach)."""
+        if not s.complete:
+            return sorted(self._gone.values(), key=lambda g: -g["since"])
         present = {n.address: n.id for n in s.up()}
         for address, node_id in self._present.items():
             if address not in present:
@@ -206,9 +243,10 @@ async def _groups(s: RingSurvey) -> list[dict[str, Any]]:
         return roles.get(address, [])
 
     out = []
-    for name, root in list(s.roots().items())[:MAX_GROUPS]:
-        tree = await group_tree(name, root, roles_of)
-        out.append({"name": name, "root": root, "last_seq": last_seq.get(name, 0),
+    for name, roots in list(s.roots().items())[:MAX_GROUPS]:
+        tree = await group_tree(name, roots[0], roles_of)
+        out.append({"name": name, "root": roots[0], "roots": roots,
+                    "last_seq": last_seq.get(name, 0),
                     "tree": [{"address": t.address, "parent": t.parent, "depth": t.depth,
                               "children": list(t.children), "members": list(t.members),
                               "root": t.root} for t in tree]})
@@ -218,6 +256,16 @@ async def _groups(s: RingSurvey) -> list[dict[str, Any]]:
 def _lookup_doc(at: float, lk: Lookup) -> dict[str, Any]:
     return {"at": at, "key": lk.key, "key_id": lk.key_id, "owner": lk.owner.address,
             "hops": lk.hops, "path": lk.path}
+
+
+def _trusted_host(host: str, advertise: str) -> bool:
+    if host in ("", "localhost") or host == split_address(advertise)[0]:
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _json(status: int, doc: Any) -> Response:

@@ -144,6 +144,17 @@ def test_http_edges_are_refused_cleanly(ring: Any) -> None:
                 s.shutdown(socket.SHUT_WR)  # a head that never ends: closed, no answer
                 assert s.recv(200) == b""
     assert get(f"http://{view}/api/ring")[0] == 200  # and the node still serves
+    # A page elsewhere that points its own name at the node (DNS rebinding) is refused; the
+    # node's address, localhost and IP addresses are not; /metrics is for any scraper.
+    for named, code in (("rebind.example:80", b"403"), (f"localhost:{port}", b"200"),
+                        (f"{host}:{port}", b"200"), ("[::1]:80", b"200")):
+        for path in ("/api/ring", "/"):
+            with socket.create_connection((host, int(port)), timeout=15) as s:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: {named}\r\n\r\n".encode())
+                assert s.recv(20).split(b" ")[1] == code, (named, path)
+    with socket.create_connection((host, int(port)), timeout=15) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: rebind.example\r\n\r\n")
+        assert s.recv(20).split(b" ")[1] == b"200"
 
 
 class DomScan(HTMLParser):
