@@ -45,10 +45,10 @@ class RingSurvey:
         """Counts for a glance: nodes up, with full successor lists, with the right
         predecessor, with the right neighbours."""
         up = self.up()
-        full = max((len(n.info.successors) for n in up if n.info), default=0)
+        full = full_list(up)
         return {"nodes": len(self.nodes), "up": len(up),
                 "full_successor_lists": sum(1 for n in up if n.info and
-                                            len(n.info.successors) == full),
+                                            len(n.info.successors) >= full),
                 "predecessor_known": sum(1 for n in up if n.info and n.info.predecessor),
                 "neighbours_ok": sum(1 for n in up if n.neighbours == "ok"),
                 "healthy": self.healthy}
@@ -131,12 +131,21 @@ def _chained(cursor: NodeInfo, views: list[NodeView]) -> list[NodeView]:
     return kept
 
 
+def full_list(up: list[NodeView]) -> int:
+    """How long a full successor list is here: the longest any node has (the nodes' own
+    setting, unknown to a client), but no longer than the other live nodes are many."""
+    longest = max((len(n.info.successors) for n in up if n.info), default=0)
+    return min(longest, max(0, len(up) - 1))
+
+
 def _check_neighbours(nodes: list[NodeView]) -> None:
     """Each live node's first successor should be the next live node around the ring, its
     predecessor the previous one, and its successor list as long as the longest (a short
-    one: the node survives fewer failures at once; it fills as stabilization goes on)."""
+    one: the node survives fewer failures at once; it fills as stabilization goes on) and
+    naming only live nodes."""
     live = sorted((n for n in nodes if n.info is not None), key=lambda n: int(n.id, 16))
-    full = max((len(n.info.successors) for n in live if n.info), default=0)
+    full = full_list(live)
+    up = {n.address for n in live}
     for k, n in enumerate(live):
         assert n.info is not None
         want_succ = live[(k + 1) % len(live)].address
@@ -150,6 +159,9 @@ def _check_neighbours(nodes: list[NodeView]) -> None:
             problems.append(f"predecessor {got_pred or 'unknown'}, not {want_pred}")
         if len(n.info.successors) < full:
             problems.append(f"successor list {len(n.info.successors)} of {full}")
+        stale = [s.address for s in n.info.successors if s.address not in up]
+        if stale:  # (a node that failed, still named until stabilization reaches here)
+            problems.append(f"successor list names {', '.join(stale)} (down or gone)")
         n.neighbours = "; ".join(problems) or "ok"
 
 

@@ -22,7 +22,7 @@ from chordcast.cli.common import (
 )
 from chordcast.client import Client
 from chordcast.results import ClientError
-from chordcast.survey import NodeView, RingSurvey, survey_ring
+from chordcast.survey import NodeView, RingSurvey, full_list, survey_ring
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -42,7 +42,7 @@ def render(s: RingSurvey, taken: float) -> Group:
     from rich.text import Text
 
     h = s.health()
-    full = max((len(n.info.successors) for n in s.up() if n.info), default=0)
+    full = full_list(s.up())
     title = Text(f"{h['up']} of {h['nodes']} node(s) up; ring "
                  f"{'healthy' if s.healthy else 'NOT healthy'}; "
                  f"{h['full_successor_lists']} with full successor lists, "
