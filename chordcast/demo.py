@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import statistics
 import sys
+import threading
 import time
 
 from chordcast.blocking import BlockingClient
@@ -33,13 +35,17 @@ def show_ring(via: str) -> None:
     )
 
 
-def show_multicast(ring: LocalRing, keep: bool = False) -> int:
+def show_multicast(ring: LocalRing, kept: list[BlockingClient] | None = None) -> int:
+    """The group's demo. `kept`: leave the group and its members up, their clients added
+    there (closed by the caller, before the ring stops)."""
     addresses = [n.address for n in ring.live()]
     banner("multicast: a group with three members attached to different nodes")
     with BlockingClient(addresses) as admin:
         created = admin.create("demo-room", creator="demo")
         print(f"created 'demo-room' (root {created.root}); token {created.token[:8]}…")
         members = [BlockingClient(addresses[i:] + addresses[:i]) for i in (1, 3, 5)]
+        if kept is not None:
+            kept.extend(members)
         subs = [c.join("demo-room", member=f"member{i}") for i, c in enumerate(members)]
         for i, s in enumerate(subs):
             print(f"member{i} joined via {s.access_node}")
@@ -57,7 +63,7 @@ def show_multicast(ring: LocalRing, keep: bool = False) -> int:
               f"last seq {info.last_seq}; its tree (`chordcast group info demo-room --tree`):")
         console().print(tree_picture(info, admin.run(group_tree(
             info.group, info.root, admin.client.roles))))
-        if keep:  # the group and its members stay, for the live view
+        if kept is not None:  # the group and its members stay, for the live view
             return 0 if ok else _missed()
         admin.destroy("demo-room", created.token)
         ended = [s.next(timeout=10) for s in subs]
@@ -86,17 +92,20 @@ def show_status(via: str, settle: float = 30.0) -> None:
 
 
 def keep_running(ring: LocalRing) -> None:
-    """Leave the ring up for a look (the live view, the CLI) until Ctrl-C."""
+    """Leave the ring up for a look (the live view, the CLI) until Ctrl-C or SIGTERM (both
+    handled here: started in the background by a script, SIGINT would be ignored, and an
+    unhandled SIGTERM would leave the nodes running)."""
     banner("the ring keeps running; Ctrl-C stops it")
-    print(f"live view: http://{ring.nodes[0].metrics}/ (each node serves one on its "
+    print(f"live view: http://{ring.live()[0].metrics}/ (each node serves one on its "
           "metrics port)")
     print(f"the CLI:   export CHORDCAST_VIA={ring.live()[0].address}; . .venv/bin/activate; "
           "chordcast status", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _sig, _frame: stop.set())
+    while not stop.wait(1.0):
+        pass
+    print()
 
 
 def run_demo(nodes: int = 8, keep: bool = False) -> int:
@@ -154,10 +163,13 @@ def run_demo(nodes: int = 8, keep: bool = False) -> int:
                     print("error: a value was lost", file=sys.stderr)
                     return 1
 
-        if show_multicast(ring, keep) != 0:
+        kept: list[BlockingClient] = []
+        if show_multicast(ring, kept if keep else None) != 0:
             return 1
         if keep:
             keep_running(ring)
+            for member in kept:  # (before the nodes stop: they would try to reconnect)
+                member.close()
 
         banner("stopping every node gracefully (SIGTERM)")
     except (RingError, ClientError) as exc:

@@ -42,7 +42,7 @@ def test_demo_keep_serves_the_live_view_until_interrupted() -> None:
             "member0", "member1", "member2"]
         assert len(snap["nodes"]) == 3  # the demo killed one of the four
     finally:
-        demo.send_signal(signal.SIGINT)
+        demo.send_signal(signal.SIGTERM)  # (SIGINT too: both stop it)
         rest, err = demo.communicate(timeout=60)
     assert demo.returncode == 0, rest + err
     assert "3 nodes exited with status [0]" in rest
