@@ -34,20 +34,27 @@ def cmd_ring(args: argparse.Namespace) -> int:
         elif args.svg != "-":
             print(f"wrote the ring of {len(s.nodes)} node(s) to {args.svg}")
         return 0
-    infos = with_client(args, lambda c: c.ring())
+    # (A node that does not answer within --timeout is listed down and the walk goes on.)
+    s = with_client(args, lambda c: survey_ring(c, with_roles=False))
     if args.json:
-        print_json({"size": len(infos), "nodes": [
-            {"id": i.node.id, "address": i.node.address,
-             "predecessor": i.predecessor.address if i.predecessor else None,
-             "successors": [s.address for s in i.successors], "keys": i.keys}
-            for i in infos]})
+        print_json({"size": len(s.nodes), "nodes": [
+            {"id": n.id, "address": n.address, "state": n.state,
+             "predecessor": n.info.predecessor.address if n.info and n.info.predecessor
+             else None,
+             "successors": [p.address for p in n.info.successors] if n.info else [],
+             "keys": n.info.keys if n.info else 0}
+            for n in s.nodes]})
         return 0
-    start = infos[0].node.address if infos else vias(args)[0]
-    print(f"ring of {len(infos)} node(s), walked from {start}")
+    start = s.nodes[0].address if s.nodes else vias(args)[0]
+    down = sum(1 for n in s.nodes if n.state != "up")
+    print(f"ring of {len(s.nodes)} node(s), walked from {start}"
+          + (f"; {down} do not answer" if down else ""))
     print_table(
         ["id", "address", "predecessor", "successor", "keys"],
-        [[short(i.node.id), i.node.address, i.predecessor.address if i.predecessor else "-",
-          i.successors[0].address if i.successors else "(self)", i.keys] for i in infos],
+        [[short(n.id), n.address,
+          (n.info.predecessor.address if n.info.predecessor else "-") if n.info else "",
+          (n.info.successors[0].address if n.info.successors else "(self)") if n.info
+          else "(does not answer)", n.info.keys if n.info else ""] for n in s.nodes],
     )
     return 0
 
