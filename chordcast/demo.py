@@ -95,21 +95,27 @@ def keep_running(ring: LocalRing) -> None:
     """Leave the ring up for a look (the live view, the CLI) until Ctrl-C or SIGTERM (both
     handled here: started in the background by a script, SIGINT would be ignored, and an
     unhandled SIGTERM would leave the nodes running)."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # (before saying how to stop it)
+        signal.signal(sig, lambda _sig, _frame: stop.set())
     banner("the ring keeps running; Ctrl-C stops it")
     print(f"live view: http://{ring.live()[0].metrics}/ (each node serves one on its "
           "metrics port)")
     print(f"the CLI:   export CHORDCAST_VIA={ring.live()[0].address}; . .venv/bin/activate; "
           "chordcast status", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda _sig, _frame: stop.set())
     while not stop.wait(1.0):
         pass
     print()
 
 
+def _terminated(_sig: int, _frame: object) -> None:
+    raise SystemExit(128 + signal.SIGTERM)  # (through every `finally`: the nodes stop)
+
+
 def run_demo(nodes: int = 8, keep: bool = False) -> int:
     ring = LocalRing(extra_args=["--stabilize-interval", "0.2", "--log-level", "warning"])
+    # SIGTERM from the start: whenever it comes, the nodes are stopped (`finally`).
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         banner(f"starting {nodes} node processes on 127.0.0.1 (free ports)")
         with spinner(f"waiting for {nodes} nodes to start and settle into one ring"):

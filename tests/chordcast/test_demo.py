@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,34 @@ def test_demo_keep_serves_the_live_view_until_interrupted() -> None:
     assert demo.returncode == 0, rest + err
     assert "3 nodes exited with status [0]" in rest
     assert "Traceback" not in rest + err, err
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_sigterm_during_the_demo_stops_its_nodes() -> None:
+    demo = subprocess.Popen([sys.executable, "-m", "chordcast", "demo", "--nodes", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert demo.stdout is not None
+    try:
+        deadline = time.monotonic() + 120
+        while not demo.stdout.readline().startswith("ring of"):  # the nodes are up
+            assert time.monotonic() < deadline and demo.poll() is None
+        nodes = children(demo.pid)
+        assert len(nodes) == 3
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        demo.communicate(timeout=60)
+    assert demo.returncode == 143  # 128 + SIGTERM, as shells report it
+    assert not [p for p in nodes if Path(f"/proc/{p}").exists()
+                and "zombie" not in Path(f"/proc/{p}/status").read_text()]

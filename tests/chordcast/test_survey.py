@@ -78,3 +78,23 @@ def test_a_stale_successor_list_does_not_hide_a_node_that_just_joined() -> None:
     survey = asyncio.run(survey_ring(Fake()))  # type: ignore[arg-type]
     assert [n.address for n in survey.nodes] == ["h:0", "h:1", "h:2", "h:3"]
     assert survey.healthy
+
+
+def test_a_node_that_does_not_answer_is_listed_down_and_the_walk_goes_on() -> None:
+    succ = {0: [1, 2], 1: [2, 3], 2: [3, 0], 3: [0, 1]}
+
+    class Fake:
+        async def node_info(self, address: str | None = None) -> NodeInfo:
+            k = 0 if address is None else int(address.split(":")[1])
+            if k == 1:
+                raise ClientError("h:1 does not answer", "UNAVAILABLE", unreachable=True)
+            return NodeInfo(Peer(f"{k:02x}", f"h:{k}"), None,
+                            [Peer(f"{s:02x}", f"h:{s}") for s in succ[k]], [], 0, 0, 8)
+
+        async def roles(self, address: str) -> list[GroupRole]:
+            return []
+
+    survey = asyncio.run(survey_ring(Fake()))  # type: ignore[arg-type]
+    assert [(n.address, n.state) for n in survey.nodes] == [
+        ("h:0", "up"), ("h:1", "down"), ("h:2", "up"), ("h:3", "up")]
+    assert not survey.healthy and survey.complete
