@@ -46,6 +46,16 @@ class DiskError(Exception):
     not done, and the caller hears UNAVAILABLE (another node, or later, may do)."""
 
 
+def refusal_status(exc: BaseException | None) -> str | None:
+    """The status (a gRPC status name) every transport reports for a handler's refusal;
+    None: not a refusal, a failure of the handler (INTERNAL)."""
+    if isinstance(exc, InvalidRequest):
+        return "INVALID_ARGUMENT"
+    if isinstance(exc, DiskError):
+        return "UNAVAILABLE"
+    return None
+
+
 # Server side: one callable per node answers every method of the Chord service.
 Handler = Callable[[str, Message], Awaitable[Message]]
 

@@ -22,11 +22,10 @@ from google.protobuf.message import DecodeError, Message
 
 from chord.ports import (
     MAX_MESSAGE_BYTES,
-    DiskError,
     Handler,
-    InvalidRequest,
     PeerUnavailable,
     RemoteError,
+    refusal_status,
 )
 from chordcast import link
 from chordcast.tls import Credentials, channel_options
@@ -241,10 +240,11 @@ def chord_handler(handle: Handler, streams: link.Streams, observe: RpcObserver |
                 check(name, request)
             try:
                 return await handle(name, request)
-            except InvalidRequest as exc:
-                raise link.Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-            except DiskError as exc:
-                raise link.Refusal(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+            except Exception as exc:
+                status = refusal_status(exc)
+                if status is None:
+                    raise  # a failure of the handler: INTERNAL, and logged
+                raise link.Refusal(grpc.StatusCode[status], str(exc)) from None
 
         return call
 

@@ -243,18 +243,6 @@ class Repair:
         return direct_reply()
 
     # ------------------------------------------------------------ maintenance
-    async def maintain(self) -> None:
-        core = self.core
-        period = core.config.parent_timeout / 3
-        while True:
-            await core.kbr.clock.sleep(period * (0.8 + 0.4 * core.rng.random()))
-            try:
-                await self.maintain_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("multicast maintenance failed on %s", core.me.address)
-
     async def maintain_once(self) -> None:
         now = self.core.kbr.clock.now()
         jobs = []

@@ -444,22 +444,11 @@ class Roots:
         move = mpb.McastDirect(reparent=mpb.ReparentOp(name=name, parent=core.pb(new_root)))
         await asyncio.gather(*(core.send_quietly(child, move) for child in children))
 
-    async def keep_ownership(self) -> None:
-        """Now and then: a root whose group id is no longer its own hands the group to the
-        owner. A join seen while a promotion was still under way (or two joins in front of
-        us at once) would otherwise leave a root nobody routes to, beside the real one."""
-        core = self.core
-        period = core.config.parent_timeout / 3
-        while True:
-            await core.kbr.clock.sleep(period * (0.8 + 0.4 * core.rng.random()))
-            try:
-                await self.hand_over_unowned()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("root ownership check failed on %s", core.me.address)
-
     async def hand_over_unowned(self) -> None:
+        """(Each maintenance round.) A root whose group id is no longer its own hands the
+        group to the owner: a join seen while a promotion was still under way (or two joins
+        in front of us at once) would otherwise leave a root nobody routes to, beside the
+        real one."""
         core = self.core
         pred, _ = core.kbr.neighbors()
         if pred is None:

@@ -25,6 +25,8 @@ and child links), `mcast.roots` (the root side: records, replicas, hand-over) an
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -56,6 +58,8 @@ from mcast.disk import GroupDisk
 from mcast.repair import Repair
 from mcast.roots import Roots
 from mcast.tree import ANYCAST, Event, GroupState, Member, RootState, TreeRole
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE_ID = 128  # characters; a client's id is opaque to us, but bounded
 
@@ -359,8 +363,21 @@ class Scribe:
         return result.owner
 
     def start(self) -> None:
-        self.kbr.spawn(self._repair.maintain())
-        self.kbr.spawn(self._roots.keep_ownership())
+        self.kbr.spawn(self._maintain())
+
+    async def _maintain(self) -> None:
+        """Every parent_timeout / 3 (jittered): the tree's soft state and repairs, and each
+        root's check that the group id is still its own."""
+        core = self._core
+        period = core.config.parent_timeout / 3
+        while True:
+            await core.kbr.clock.sleep(period * (0.8 + 0.4 * core.rng.random()))
+            try:
+                await self.maintain_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("multicast maintenance failed on %s", core.me.address)
 
     async def maintain_once(self) -> None:
         await self._repair.maintain_once()

@@ -22,11 +22,10 @@ from google.protobuf.message import Message
 
 from chord.ports import (
     MAX_MESSAGE_BYTES,
-    DiskError,
     Handler,
-    InvalidRequest,
     PeerUnavailable,
     RemoteError,
+    refusal_status,
 )
 
 log = logging.getLogger(__name__)
@@ -303,7 +302,7 @@ class MemoryFlow:
         self._drain()
 
     def _failed(self, exc: BaseException | None) -> None:
-        if not isinstance(exc, InvalidRequest):  # a refusal has nobody to go to
+        if refusal_status(exc) is None:  # a refusal has nobody to go to
             log.error("flow %s on %s failed", self.method, self.dst, exc_info=exc)
         self._handled()
 
@@ -424,10 +423,8 @@ def _answer(net: MemoryNetwork, src: str, dst: str, method: str, result: Message
             outcome = RemoteError(dst, "RESOURCE_EXHAUSTED", _too_big("reply", result))
         else:
             outcome = net._copy(result)
-    elif isinstance(exc, InvalidRequest):
-        outcome = RemoteError(dst, "INVALID_ARGUMENT", str(exc))
-    elif isinstance(exc, DiskError):
-        outcome = RemoteError(dst, "UNAVAILABLE", str(exc))
+    elif (status := refusal_status(exc)) is not None:
+        outcome = RemoteError(dst, status, str(exc))
     else:  # what a gRPC server would report as INTERNAL
         log.error("handler %s on %s failed", method, dst, exc_info=exc)
         outcome = RemoteError(dst, "INTERNAL", str(exc))

@@ -17,8 +17,7 @@ from chordcast.cli.common import (
     print_json,
     short,
     table,
-    tls_config,
-    vias,
+    with_client,
 )
 from chordcast.client import Client
 from chordcast.results import ClientError
@@ -61,19 +60,18 @@ def render(s: RingSurvey, taken: float) -> Group:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    async def go() -> int:
-        async with Client(vias(args), timeout=args.timeout, tls=tls_config(args)) as client:
-            if not args.watch:
-                s = await survey_ring(client)
-                if args.json:
-                    print_json({"healthy": s.healthy, "health": s.health(),
-                                "nodes": [node_doc(n) for n in s.nodes]})
-                else:
-                    console().print(render(s, time.time()))
-                return 0 if s.healthy else 1
+    async def go(client: Client) -> int:
+        if args.watch:
             return await watch(client, args)
+        s = await survey_ring(client)
+        if args.json:
+            print_json({"healthy": s.healthy, "health": s.health(),
+                        "nodes": [node_doc(n) for n in s.nodes]})
+        else:
+            console().print(render(s, time.time()))
+        return 0 if s.healthy else 1
 
-    return asyncio.run(go())
+    return with_client(args, go)
 
 
 async def watch(client: Client, args: argparse.Namespace) -> int:

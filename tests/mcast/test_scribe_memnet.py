@@ -311,6 +311,15 @@ def test_resuming_member_beyond_the_archive_gets_a_gap_then_the_rest(run_virtual
     run_virtual(scenario())
 
 
+def taking_over(ring: SimRing, group: str, count: int) -> list[str]:
+    """Addresses whose ids land in [group id, current root): their nodes own the group id."""
+    gid = ring.space.hash_key(group)
+    span = ring.space.distance(gid, root_of(ring, group).node.me.id)
+    candidates = (f"10.9.{i >> 8}.{i & 255}:4000" for i in range(1, 1_000_000))
+    return [a for a in candidates
+            if ring.space.distance(gid, ring.space.hash_address(a)) < span][:count]
+
+
 def test_new_node_taking_over_the_group_id_becomes_root_without_gap(run_virtual) -> None:
     async def scenario() -> None:
         ring = await build(30, seed=11)
@@ -321,13 +330,7 @@ def test_new_node_taking_over_the_group_id_becomes_root_without_gap(run_virtual)
             await members.add(nodes[(i * 3 + 1) % len(nodes)], "moving", i)
         for k in range(10):
             await scribe(nodes[0]).send("moving", f"a{k}".encode())
-        old_root = root_of(ring, "moving")
-        gid = ring.space.hash_key("moving")
-        span = ring.space.distance(gid, old_root.node.me.id)
-        # An address whose id lands in [group id, old root): its node becomes the owner.
-        address = next(f"10.9.{i >> 8}.{i & 255}:4000" for i in range(1, 1_000_000)
-                       if ring.space.distance(gid, ring.space.hash_address(
-                           f"10.9.{i >> 8}.{i & 255}:4000")) < span)
+        address = taking_over(ring, "moving", 1)[0]
         flow = asyncio.ensure_future(traffic(ring, ["moving"], 40, random.Random(2), gap=0.1))
         await asyncio.sleep(1)
         newcomer = await ring.add(address)
@@ -356,12 +359,8 @@ def test_two_nodes_taking_over_the_group_id_at_once_leave_one_root_and_no_cycle(
             await members.add(nodes[(i * 5 + 1) % len(nodes)], "race", i)
         for k in range(5):
             await scribe(nodes[0]).send("race", f"a{k}".encode())
-        old_root = root_of(ring, "race")
         gid = ring.space.hash_key("race")
-        span = ring.space.distance(gid, old_root.node.me.id)
-        addresses = [f"10.9.{i >> 8}.{i & 255}:4000" for i in range(1, 1_000_000)
-                     if ring.space.distance(gid, ring.space.hash_address(
-                         f"10.9.{i >> 8}.{i & 255}:4000")) < span][:2]
+        addresses = taking_over(ring, "race", 2)
         flow = asyncio.ensure_future(traffic(ring, ["race"], 30, random.Random(seed),
                                              gap=0.2))
         await asyncio.sleep(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -16,6 +17,14 @@ async def hello(request: Request) -> Response:
 
 async def broken(request: Request) -> Response:
     raise RuntimeError("a bug")
+
+
+async def until(holds: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Yield to the server until `holds()` is true, within a deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not holds():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
 
 
 async def ask(port: int, raw: bytes) -> bytes:
@@ -53,11 +62,11 @@ async def test_connections_past_the_bound_are_answered_busy(monkeypatch: pytest.
     port = await server.start("127.0.0.1", 0)
     stalled = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
     try:
-        await asyncio.sleep(0.1)  # (the three are being served: each waits for its head)
+        await until(lambda: server._open == 3)  # each being served, waiting for its head
         assert (await ask(port, b"GET /hi HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 503")
         for _reader, writer in stalled:
             writer.close()
-        await asyncio.sleep(0.1)
+        await until(lambda: server._open == 0)
         assert (await ask(port, b"GET /hi HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 200")
     finally:
         await server.close()
