@@ -231,11 +231,14 @@ class LocalRing:
         ids = [i for i, _ in live]
         return live[bisect.bisect_left(ids, key_id) % len(live)][1]
 
-    def converged(self) -> bool:
-        """Every live node's successor and predecessor are the oracle's."""
+    def converged(self, client: BlockingClient | None = None) -> bool:
+        """Every live node's successor and predecessor are the oracle's (asked through
+        `client`, or a client of its own)."""
         live = sorted((self.space.hash_address(n.address), n.address) for n in self.live())
-        with BlockingClient([a for _, a in live], timeout=2.0) as client:
-            return all(self._agrees(client, live, i) for i in range(len(live)))
+        if client is None:
+            with BlockingClient([a for _, a in live], timeout=2.0) as own:
+                return all(self._agrees(own, live, i) for i in range(len(live)))
+        return all(self._agrees(client, live, i) for i in range(len(live)))
 
     @staticmethod
     def _agrees(client: BlockingClient, live: list[tuple[int, str]], i: int) -> bool:
@@ -251,8 +254,12 @@ class LocalRing:
         return got_succ == succ and (len(live) == 1 or got_pred == pred)
 
     def wait_converged(self, timeout: float = 30.0) -> None:
+        # One client for the whole wait: a client per poll holds its event loop's descriptors
+        # until the garbage collector comes by, and a minute of polls ran a test process out
+        # of them (select() refused descriptors past 1024 in the tests after).
         deadline = time.monotonic() + timeout
-        while not self.converged():
-            if time.monotonic() > deadline:
-                raise RingError(f"ring did not converge within {timeout:g}s")
-            time.sleep(0.2)
+        with BlockingClient([n.address for n in self.live()], timeout=2.0) as client:
+            while not self.converged(client):
+                if time.monotonic() > deadline:
+                    raise RingError(f"ring did not converge within {timeout:g}s")
+                time.sleep(0.2)
